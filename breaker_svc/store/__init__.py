@@ -1,0 +1,97 @@
+"""Where breakers and the ordered log of their transitions live, behind one interface.
+
+A store commits a breaker, the next deployment-wide revision and the transition event together,
+all or nothing. Callers never read-then-write: they hand `mutate` a pure function of the current
+breaker and the store's clock, and the store applies it atomically, retrying it when a concurrent
+writer won (compare-and-swap), so racing replicas never emit two events for one change.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from breaker_svc.domain import Breaker, BreakerState, Change
+
+if TYPE_CHECKING:
+    from breaker_svc.settings import BreakerSettings
+
+R = TypeVar("R")
+
+# fn(current breaker or None, now) -> (new breaker, the change it made or None, a result).
+MutateFn = Callable[[Breaker | None, float], tuple[Breaker, Change | None, R]]
+
+# Compare-and-swap attempts before a mutation gives up with ABORTED.
+MAX_CAS_ATTEMPTS = 64
+
+
+@dataclass(frozen=True)
+class Event:
+    """One committed transition and its position in the deployment-wide log."""
+
+    revision: int
+    change: Change
+
+    @property
+    def dependency(self) -> str:
+        return self.change.dependency
+
+
+@dataclass(frozen=True)
+class Mutation(Generic[R]):
+    """What `mutate` committed: the breaker after it, the event (if the state changed), fn's result."""
+
+    breaker: Breaker
+    event: Event | None
+    result: R
+    now: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Breakers and the revision they reflect, read at one instant."""
+
+    revision: int
+    breakers: tuple[Breaker, ...]
+    now: float
+
+
+class BreakerStore(Protocol):
+    async def mutate(self, dependency: str, fn: MutateFn[R]) -> Mutation[R]:
+        """Applies fn to the breaker atomically; raises Aborted after MAX_CAS_ATTEMPTS lost races."""
+
+    async def get(self, dependency: str) -> Breaker | None: ...
+
+    async def list(self, after: str | None, limit: int, state: BreakerState | None) -> list[Breaker]:
+        """Breakers by dependency name, those after `after` (keyset paging), at most `limit`."""
+
+    async def snapshot(self, dependencies: frozenset[str] | None) -> Snapshot:
+        """All breakers (or the named ones that exist) and the current revision, atomically."""
+
+    async def events_after(self, revision: int, limit: int) -> list[Event] | None:
+        """Up to `limit` events after `revision`, in order; None when they are not all retained
+        (trimmed, or `revision` is newer than the log: the log was lost)."""
+
+    async def tail(self, revision: int, timeout_s: float, limit: int) -> list[Event] | None:
+        """Like `events_after`, but waits up to `timeout_s` for an event when there is none yet."""
+
+    async def current_revision(self) -> int: ...
+
+    async def due_for_half_open(self) -> list[str]:
+        """Dependencies whose breaker is OPEN with its open wait elapsed (for the timer)."""
+
+    async def now(self) -> float:
+        """The store's clock, in seconds since the epoch (Redis `TIME`, so replica clocks don't matter)."""
+
+    async def close(self) -> None: ...
+
+
+def create_store(settings: "BreakerSettings") -> BreakerStore:
+    """The store the settings name: `memory` (embedded default) or `redis`."""
+    if settings.store == "redis":
+        from breaker_svc.store.redis import RedisStore
+
+        return RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix, retention=settings.event_retention)
+    from breaker_svc.store.memory import MemoryStore
+
+    return MemoryStore(retention=settings.event_retention)
+

@@ -1,0 +1,40 @@
+-- Commits one breaker mutation atomically: compare-and-swap on the breaker's JSON, then (when the
+-- state changed) the next global revision, the breaker stamped with it, and the event appended to
+-- the stream under the id <revision>-0. All of it or none of it; nothing has a TTL.
+-- KEYS: 1 breaker hash, 2 dependency index (zset), 3 revision counter, 4 event stream,
+--       5 open-until schedule (zset)
+-- ARGV: 1 expected JSON ('' = no breaker yet), 2 new JSON, 3 dependency, 4 change JSON ('' = none),
+--       5 stream retention, 6 new state, 7 open-until seconds ('' = not OPEN)
+-- Returns {1, revision} when committed, {0, 0} when another writer changed the breaker first.
+local current = redis.call('HGET', KEYS[1], 'json')
+if current == false then current = '' end
+if current ~= ARGV[1] then
+  return {0, 0}
+end
+
+local revision
+if ARGV[4] ~= '' then
+  revision = redis.call('INCR', KEYS[3])
+  -- The counter alone may have been lost while the stream survived: never reuse an id.
+  local last = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)
+  if #last > 0 then
+    local last_revision = tonumber(string.match(last[1][1], '^(%d+)-'))
+    if last_revision >= revision then
+      revision = last_revision + 1
+      redis.call('SET', KEYS[3], revision)
+    end
+  end
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], string.format('%d-0', revision),
+    'dependency', ARGV[3], 'change', ARGV[4])
+else
+  revision = tonumber(redis.call('HGET', KEYS[1], 'revision') or '0')
+end
+
+redis.call('HSET', KEYS[1], 'json', ARGV[2], 'state', ARGV[6], 'revision', string.format('%d', revision))
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+if ARGV[7] ~= '' then
+  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3])
+else
+  redis.call('ZREM', KEYS[5], ARGV[3])
+end
+return {1, revision}

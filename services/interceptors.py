@@ -1,0 +1,170 @@
+"""Cross-cutting concerns of every RPC, in one server interceptor.
+
+For each call: bind a request id, check the admin token of admin methods, map errors to status
+codes (a `ServiceError` to its code; storage outages to UNAVAILABLE; anything else to INTERNAL
+with a generic message, so a traceback never reaches the caller), and write one access-log line
+with method, peer, status code and duration.
+"""
+
+import asyncio
+import hmac
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import prometheus_client
+import redis.exceptions
+import sqlalchemy.exc
+import structlog
+
+from services import errors
+
+STATUS_BY_ERROR: dict[type[errors.ServiceError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Aborted: grpc.StatusCode.ABORTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+# Storage that cannot be reached is the environment's fault, not a bug: UNAVAILABLE, retryable.
+STORAGE_OUTAGES: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+)
+
+# Probes and tooling are called often; their access lines go to debug.
+QUIET_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+RPC_HANDLED = prometheus_client.Counter(
+    "grpc_server_handled_total", "RPCs completed, by method and status code.", ["grpc_method", "grpc_code"]
+)
+RPC_SECONDS = prometheus_client.Histogram(
+    "grpc_server_handling_seconds", "Time to complete an RPC, by method.", ["grpc_method"]
+)
+
+log = structlog.get_logger()
+
+
+def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a caller sees for an error raised by a handler."""
+    if isinstance(error, errors.ServiceError):
+        for error_type in type(error).__mro__:
+            if error_type in STATUS_BY_ERROR:
+                return STATUS_BY_ERROR[error_type], error.message
+    if isinstance(error, STORAGE_OUTAGES):
+        return grpc.StatusCode.UNAVAILABLE, "storage is unavailable, retry later"
+    return grpc.StatusCode.INTERNAL, "internal error"
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, admin_methods: frozenset[str], admin_token: str | None) -> None:
+        self._admin_methods = admin_methods
+        self._admin_token = admin_token
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        call = _Call(method, method in self._admin_methods and self._admin_token, self._admin_token)
+        kinds = {
+            "unary_unary": grpc.unary_unary_rpc_method_handler,
+            "unary_stream": grpc.unary_stream_rpc_method_handler,
+            "stream_unary": grpc.stream_unary_rpc_method_handler,
+            "stream_stream": grpc.stream_stream_rpc_method_handler,
+        }
+        for kind, make_handler in kinds.items():
+            behaviour = getattr(handler, kind)
+            if behaviour is not None:
+                wrapped = call.wrap_streaming(behaviour) if handler.response_streaming else call.wrap_unary(behaviour)
+                return make_handler(
+                    wrapped,
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        return handler
+
+
+class _Call:
+    """Wraps one RPC's behaviour with the request id, admin check, error mapping and access log."""
+
+    def __init__(self, method: str, needs_admin: bool | str | None, admin_token: str | None) -> None:
+        self.method = method
+        self.needs_admin = bool(needs_admin)
+        self.admin_token = admin_token
+
+    def wrap_unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def unary(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = self._begin(context)
+            try:
+                self._check_admin(context)
+                return await behaviour(request_or_iterator, context)
+            except BaseException as error:  # noqa: BLE001 - every error is mapped or re-raised
+                await self._fail(context, error)
+            finally:
+                self._end(context, started)
+
+        return unary
+
+    def wrap_streaming(self, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = self._begin(context)
+            try:
+                self._check_admin(context)
+                async for response in behaviour(request_or_iterator, context):
+                    yield response
+            except BaseException as error:  # noqa: BLE001 - every error is mapped or re-raised
+                await self._fail(context, error)
+            finally:
+                self._end(context, started)
+
+        return streaming
+
+    def _begin(self, context: grpc.aio.ServicerContext) -> float:
+        metadata = dict(context.invocation_metadata() or ())
+        structlog.contextvars.bind_contextvars(
+            request_id=metadata.get("x-request-id") or uuid.uuid4().hex[:16], method=self.method
+        )
+        return time.perf_counter()
+
+    def _check_admin(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.needs_admin:
+            return
+        metadata = dict(context.invocation_metadata() or ())
+        presented = metadata.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(presented.encode(), self.admin_token.encode()):
+            raise errors.Unauthenticated("this admin call needs the header 'authorization: Bearer <ADMIN_TOKEN>'")
+
+    async def _fail(self, context: grpc.aio.ServicerContext, error: BaseException) -> None:
+        if isinstance(error, (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit)):
+            raise error
+        code, message = status_for(error)
+        if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
+            log.error("rpc_error", code=code.name, exc_info=error)
+        await context.abort(code, message)
+
+    def _end(self, context: grpc.aio.ServicerContext, started: float) -> None:
+        duration_s = time.perf_counter() - started
+        code = context.code() or grpc.StatusCode.OK
+        code_name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        RPC_HANDLED.labels(self.method, code_name).inc()
+        RPC_SECONDS.labels(self.method).observe(duration_s)
+        level = "debug" if self.method.startswith(QUIET_SERVICES) else "info"
+        getattr(log, level)(
+            "rpc", peer=context.peer(), code=code_name, duration_ms=round(duration_s * 1000, 2)
+        )
+        structlog.contextvars.unbind_contextvars("request_id", "method")

@@ -1,0 +1,41 @@
+"""AIP-158 paging: page sizes and opaque page tokens.
+
+A token is the URL-safe base64 of a small JSON object holding the keyset position of the next
+page and the filter it was issued for, so a token reused with another filter is refused.
+"""
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from services.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument(f"page_size must not be negative, got {requested}")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_page_token(position: dict[str, Any], filters: dict[str, Any]) -> str:
+    raw = json.dumps({"p": position, "f": filters}, sort_keys=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, filters: dict[str, Any]) -> dict[str, Any] | None:
+    """The position a token points at, or None for the first page."""
+    if not token:
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        position, token_filters = decoded["p"], decoded["f"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidArgument("page_token is malformed") from None
+    if not isinstance(position, dict) or token_filters != filters:
+        raise InvalidArgument("page_token does not belong to this query (the filters changed)")
+    return position

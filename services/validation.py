@@ -1,0 +1,55 @@
+"""Input checks shared by every service. Each raises InvalidArgument naming the field."""
+
+import re
+import uuid
+
+from services.errors import InvalidArgument
+
+# Dependency (provider) names are data, not code: any name of this shape works.
+_DEPENDENCY_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
+MAX_DEPENDENCIES = 20
+MAX_REQUEST_ID_LENGTH = 128
+
+
+def validate_dependency_name(name: str, field: str = "dependency") -> str:
+    if not name:
+        raise InvalidArgument(f"{field} is required")
+    if len(name) > 63:
+        raise InvalidArgument(f"{field} must be at most 63 characters, got {len(name)}")
+    if not _DEPENDENCY_NAME.match(name):
+        raise InvalidArgument(
+            f"{field} {name!r} is malformed: use lowercase letters, digits, '.', '_' and '-',"
+            " starting and ending with a letter or digit"
+        )
+    return name
+
+
+def validate_dependency_list(names: list[str] | tuple[str, ...], field: str = "dependencies") -> tuple[str, ...]:
+    """A non-empty list of valid names, de-duplicated and sorted (so equal sets compare equal)."""
+    if not names:
+        raise InvalidArgument(f"{field} must name at least one dependency")
+    if len(names) > MAX_DEPENDENCIES:
+        raise InvalidArgument(f"{field} may name at most {MAX_DEPENDENCIES} dependencies, got {len(names)}")
+    return tuple(sorted({validate_dependency_name(n, field) for n in names}))
+
+
+def validate_text(value: str, field: str, *, min_length: int = 0, max_length: int) -> str:
+    if len(value) < min_length:
+        raise InvalidArgument(f"{field} is required" if min_length == 1 else f"{field} must be at least {min_length} characters")
+    if len(value) > max_length:
+        raise InvalidArgument(f"{field} must be at most {max_length} characters, got {len(value)}")
+    return value
+
+
+def validate_request_id(value: str) -> str | None:
+    """The optional idempotency key of create calls; empty means none."""
+    return validate_text(value, "request_id", max_length=MAX_REQUEST_ID_LENGTH) or None
+
+
+def validate_uuid(value: str, field: str = "id") -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is required")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument(f"{field} must be a UUID, got {value!r}") from None

@@ -1,0 +1,79 @@
+"""Fixtures shared by every service's tests: real PostgreSQL and Redis, and service processes.
+
+PostgreSQL and Redis must be running (the machine starts them; `.ci/run` starts them when down).
+Each test that needs PostgreSQL gets a fresh database; Redis tests get a unique key prefix.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio
+
+from tests.support.processes import ServiceProcess, free_port
+
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix no other test uses; its keys are deleted afterwards."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.asyncio.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def service_process(tmp_path: Path) -> Iterator:
+    """Starts `python -m <module>` processes; every one still running is stopped afterwards.
+
+    Usage: `proc = service_process("breaker_svc", {"BREAKER_STORE": "memory"}, port_env="BREAKER_PORT")`.
+    """
+    started: list[ServiceProcess] = []
+
+    def start(module: str, env: dict[str, str], port_env: str, port: int | None = None) -> ServiceProcess:
+        port = port or free_port()
+        process = ServiceProcess(module, port, {**env, port_env: str(port)}, tmp_path)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
