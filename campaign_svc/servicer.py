@@ -1,0 +1,120 @@
+"""The gRPC transport of CampaignService: protos in, use cases called, protos out.
+
+Nothing here decides anything. Errors raised by the use cases (services.errors) become status
+codes in the shared interceptor.
+"""
+
+from datetime import datetime
+
+import grpc
+from campaign.v1 import campaign_pb2, campaign_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from campaign_svc.domain import Campaign, CampaignStatus, HoldKind
+from campaign_svc.usecases import CampaignUseCases
+from services.errors import InvalidArgument
+
+Context = grpc.aio.ServicerContext
+SERVICE_NAME = campaign_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
+
+_STATUS_PREFIX = "CAMPAIGN_STATUS_"
+_HOLD_KINDS = {HoldKind.BREAKER: campaign_pb2.HOLD_KIND_BREAKER, HoldKind.MANUAL: campaign_pb2.HOLD_KIND_MANUAL}
+
+
+def status_to_proto(status: CampaignStatus) -> int:
+    return campaign_pb2.CampaignStatus.Value(_STATUS_PREFIX + status.name)
+
+
+def status_from_proto(value: int) -> CampaignStatus | None:
+    """None for UNSPECIFIED (any status in filters); INVALID_ARGUMENT for unknown numbers."""
+    if value == campaign_pb2.CAMPAIGN_STATUS_UNSPECIFIED:
+        return None
+    if value not in campaign_pb2.CampaignStatus.values():
+        raise InvalidArgument(f"status {value} is not a CampaignStatus")
+    return CampaignStatus[campaign_pb2.CampaignStatus.Name(value).removeprefix(_STATUS_PREFIX)]
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def campaign_to_proto(campaign: Campaign) -> campaign_pb2.Campaign:
+    return campaign_pb2.Campaign(
+        id=campaign.id,
+        name=campaign.name,
+        description=campaign.description,
+        dependencies=campaign.dependencies,
+        status=status_to_proto(campaign.status),
+        holds=[
+            campaign_pb2.PauseHold(
+                kind=_HOLD_KINDS[h.kind],
+                dependency=h.dependency,
+                revision=h.revision,
+                reason=h.reason,
+                create_time=timestamp(h.created_at),
+            )
+            for h in campaign.holds
+        ],
+        status_message=campaign.status_message,
+        version=campaign.version,
+        create_time=timestamp(campaign.created_at),
+        update_time=timestamp(campaign.updated_at),
+        start_time=timestamp(campaign.started_at),
+        complete_time=timestamp(campaign.completed_at),
+        fail_time=timestamp(campaign.failed_at),
+    )
+
+
+class CampaignServicer(campaign_pb2_grpc.CampaignServiceServicer):
+    def __init__(self, usecases: CampaignUseCases) -> None:
+        self._usecases = usecases
+
+    async def CreateCampaign(self, request: campaign_pb2.CreateCampaignRequest, context: Context) -> campaign_pb2.CreateCampaignResponse:
+        campaign = await self._usecases.create(request.name, request.description, list(request.dependencies), request.request_id)
+        return campaign_pb2.CreateCampaignResponse(campaign=campaign_to_proto(campaign))
+
+    async def GetCampaign(self, request: campaign_pb2.GetCampaignRequest, context: Context) -> campaign_pb2.GetCampaignResponse:
+        return campaign_pb2.GetCampaignResponse(campaign=campaign_to_proto(await self._usecases.get(request.id)))
+
+    async def ListCampaigns(self, request: campaign_pb2.ListCampaignsRequest, context: Context) -> campaign_pb2.ListCampaignsResponse:
+        found, token = await self._usecases.list_page(status_from_proto(request.status), request.page_size, request.page_token)
+        return campaign_pb2.ListCampaignsResponse(campaigns=[campaign_to_proto(c) for c in found], next_page_token=token)
+
+    async def StartCampaign(self, request: campaign_pb2.StartCampaignRequest, context: Context) -> campaign_pb2.StartCampaignResponse:
+        return campaign_pb2.StartCampaignResponse(campaign=campaign_to_proto(await self._usecases.start(request.id)))
+
+    async def PauseCampaign(self, request: campaign_pb2.PauseCampaignRequest, context: Context) -> campaign_pb2.PauseCampaignResponse:
+        campaign = await self._usecases.pause(request.id, request.reason)
+        return campaign_pb2.PauseCampaignResponse(campaign=campaign_to_proto(campaign))
+
+    async def ResumeCampaign(self, request: campaign_pb2.ResumeCampaignRequest, context: Context) -> campaign_pb2.ResumeCampaignResponse:
+        return campaign_pb2.ResumeCampaignResponse(campaign=campaign_to_proto(await self._usecases.resume(request.id)))
+
+    async def CompleteCampaign(self, request: campaign_pb2.CompleteCampaignRequest, context: Context) -> campaign_pb2.CompleteCampaignResponse:
+        return campaign_pb2.CompleteCampaignResponse(campaign=campaign_to_proto(await self._usecases.complete(request.id)))
+
+    async def FailCampaign(self, request: campaign_pb2.FailCampaignRequest, context: Context) -> campaign_pb2.FailCampaignResponse:
+        campaign = await self._usecases.fail(request.id, request.reason)
+        return campaign_pb2.FailCampaignResponse(campaign=campaign_to_proto(campaign))
+
+    async def GetPauseStatus(self, request: campaign_pb2.GetPauseStatusRequest, context: Context) -> campaign_pb2.GetPauseStatusResponse:
+        report = await self._usecases.pause_status()
+        status = report.status
+        return campaign_pb2.GetPauseStatusResponse(
+            dependencies=[
+                campaign_pb2.DependencyPauseStatus(
+                    dependency=dependency,
+                    breaker_state=state.to_proto(),
+                    paused_campaign_ids=status.held_by_dependency.get(dependency, []),
+                )
+                for dependency, state in status.breaker_states.items()
+            ],
+            manually_paused_campaign_ids=status.manually_paused,
+            applied_revision=status.applied_revision,
+            breaker_contact_time=timestamp(report.breaker_contact_time),
+            breaker_state_stale=report.breaker_state_stale,
+        )

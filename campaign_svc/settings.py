@@ -1,0 +1,34 @@
+"""campaign_svc's configuration, from environment variables, checked at start-up."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.config import ServerSettings, env_float, env_str
+
+DEFAULT_PORT = 50052
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    server: ServerSettings
+    database_url: str
+    breaker_target: str
+    job_target: str
+    breaker_stale_after_s: float
+    job_call_timeout_s: float
+    outbox_backoff_max_s: float
+    metrics_refresh_s: float
+
+    @classmethod
+    def from_env(cls) -> "CampaignSettings":
+        return cls(
+            server=ServerSettings.from_env("CAMPAIGN", DEFAULT_PORT),
+            database_url=env_str("CAMPAIGN_DATABASE_URL", "sqlite:///var/campaign.db"),
+            breaker_target=env_str("BREAKER_TARGET", "127.0.0.1:50051"),
+            job_target=env_str("JOB_TARGET", "127.0.0.1:50053"),
+            breaker_stale_after_s=env_float("CAMPAIGN_BREAKER_STALE_AFTER_S", 30.0, minimum=0.1),
+            job_call_timeout_s=env_float("CAMPAIGN_JOB_CALL_TIMEOUT_S", 5.0, minimum=0.1),
+            outbox_backoff_max_s=env_float("CAMPAIGN_OUTBOX_BACKOFF_MAX_S", 10.0, minimum=0.1),
+            metrics_refresh_s=env_float("CAMPAIGN_METRICS_REFRESH_S", 5.0, minimum=0.1),
+        )
