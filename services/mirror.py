@@ -156,8 +156,11 @@ class BreakerMirror:
         if old is not None and old.state == view.state and old.half_open_permitted_calls == view.half_open_permitted_calls:
             await self._upsert(connection, view)  # same state, newer revision: nothing to reconcile
             return
-        await self._on_state_change(connection, view, old)
+        # Store first: the upsert takes the row lock exclusively, so it waits for every start
+        # that share-locked this state (`locked_states`) and sees what those starts wrote;
+        # reconciling before it would miss a start committing in between.
         await self._upsert(connection, view)
+        await self._on_state_change(connection, view, old)
 
     async def _upsert(self, connection: AsyncConnection, view: BreakerView) -> None:
         values = {
