@@ -5,22 +5,27 @@ import uuid
 
 from services.errors import InvalidArgument
 
-# Dependency (provider) names are data, not code: any name of this shape works.
-_DEPENDENCY_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
 MAX_DEPENDENCIES = 20
 MAX_REQUEST_ID_LENGTH = 128
+MAX_DEPENDENCY_NAME_LENGTH = 63
+# Dependency (provider) names are data, not code: any name of this shape works.
+_ALLOWED = re.compile(r"[a-z0-9._-]+")
+_ENDS = re.compile(r"[a-z0-9](?:.*[a-z0-9])?", re.DOTALL)
 
 
 def validate_dependency_name(name: str, field: str = "dependency") -> str:
+    """Returns the name, or raises InvalidArgument saying what is wrong with it."""
+    if not isinstance(name, str):
+        raise InvalidArgument(f"{field} must be a string, got {type(name).__name__}")
     if not name:
         raise InvalidArgument(f"{field} is required")
-    if len(name) > 63:
-        raise InvalidArgument(f"{field} must be at most 63 characters, got {len(name)}")
-    if not _DEPENDENCY_NAME.match(name):
-        raise InvalidArgument(
-            f"{field} {name!r} is malformed: use lowercase letters, digits, '.', '_' and '-',"
-            " starting and ending with a letter or digit"
-        )
+    if len(name) > MAX_DEPENDENCY_NAME_LENGTH:
+        raise InvalidArgument(f"{field} must be at most {MAX_DEPENDENCY_NAME_LENGTH} characters, got {len(name)}")
+    # fullmatch, not match with `$`: `$` also matches before a trailing newline.
+    if not _ALLOWED.fullmatch(name):
+        raise InvalidArgument(f"{field} {name!r} is malformed: it may contain only lowercase letters, digits, '.', '_' and '-'")
+    if not _ENDS.fullmatch(name):
+        raise InvalidArgument(f"{field} {name!r} is malformed: it must start and end with a lowercase letter or digit")
     return name
 
 

@@ -16,7 +16,7 @@ from breaker_svc.domain.machine import (
     record_outcome,
     reset,
 )
-from breaker_svc.domain.names import validate_dependency_name
+from services.validation import validate_dependency_name
 from breaker_svc.domain.state import LEGAL_TRANSITIONS, BreakerState, IllegalTransition
 from breaker_svc.domain.window import CountWindow, Tally, TimeWindow, Window
 

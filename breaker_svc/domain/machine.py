@@ -15,7 +15,7 @@ from typing import Any
 
 from breaker_svc.domain.breaker import Breaker, Change, Permission
 from breaker_svc.domain.config import BreakerConfig
-from breaker_svc.domain.names import validate_dependency_name
+from services.validation import validate_dependency_name
 from breaker_svc.domain.state import BreakerState, check_transition
 from breaker_svc.domain.window import NO_CALLS, Tally, new_window, outcome, window_fits
 from services.errors import InvalidArgument

@@ -119,11 +119,11 @@ def test_valid_dependency_names_are_returned_unchanged(name):
     [
         ("", "dependency is required"),
         ("a" * 64, "dependency must be at most 63 characters, got 64"),
-        ("OpenAI", "dependency 'OpenAI' may contain only lowercase letters, digits, '.', '_' and '-'"),
+        ("OpenAI", "dependency 'OpenAI' is malformed: it may contain only lowercase letters, digits, '.', '_' and '-'"),
         ("open ai", "may contain only lowercase letters"),
         ("openai\n", "may contain only lowercase letters"),
         ("caf\u00e9", "may contain only lowercase letters"),
-        ("-openai", "dependency '-openai' must start and end with a lowercase letter or digit"),
+        ("-openai", "dependency '-openai' is malformed: it must start and end with a lowercase letter or digit"),
         ("openai.", "must start and end with a lowercase letter or digit"),
         ("_", "must start and end with a lowercase letter or digit"),
         (None, "dependency must be a string, got NoneType"),

@@ -50,7 +50,7 @@ class TestValidation:
     def test_good_dependency_names_pass(self, name: str) -> None:
         assert validate_dependency_name(name) == name
 
-    @pytest.mark.parametrize("name", ["", "OpenAI", "-x", "x-", "a b", "x" * 64, "ünicode", "a/b"])
+    @pytest.mark.parametrize("name", ["", "OpenAI", "-x", "x-", "a b", "x" * 64, "ünicode", "a/b", "openai\n"])
     def test_bad_dependency_names_are_invalid_argument(self, name: str) -> None:
         with pytest.raises(errors.InvalidArgument, match="dependency"):
             validate_dependency_name(name)
