@@ -1,0 +1,114 @@
+"""The clients our users use, against the real processes: grpcurl (through reflection, with no
+proto files at hand) and `buf curl`. Also SIGTERM: streams end cleanly and the process exits 0."""
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from breaker.v1 import breaker_pb2, breaker_pb2_grpc
+
+from tests.support.processes import ServiceProcess, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+GRPCURL = Path(sys.executable).parent / "grpcurl"
+BUF = REPO / "node_modules" / ".bin" / "buf"
+
+
+@dataclass(frozen=True)
+class Service:
+    module: str
+    port_env: str
+    full_name: str
+    env: tuple[tuple[str, str], ...]
+    call: str
+    body: dict
+    expected_key: str
+
+
+SERVICES = [
+    Service("breaker_svc", "BREAKER_PORT", "breaker.v1.BreakerService", (("BREAKER_STORE", "memory"),),
+            "RecordOutcome", {"dependency": "openai", "result": "CALL_RESULT_FAILURE", "duration": "0.5s"}, "breaker"),
+    Service("job_svc", "JOB_PORT", "job.v1.JobService", (("BREAKER_TARGET", "127.0.0.1:1"),),
+            "CreateJob", {"jobType": "enrich", "dependencies": ["perplexity"], "payload": {"lead": 7}}, "job"),
+    Service("campaign_svc", "CAMPAIGN_PORT", "campaign.v1.CampaignService",
+            (("BREAKER_TARGET", "127.0.0.1:1"), ("JOB_TARGET", "127.0.0.1:1")),
+            "CreateCampaign", {"name": "Q4", "dependencies": ["apollo", "openai"]}, "campaign"),
+]
+
+
+def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(GRPCURL), "-plaintext", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module", params=SERVICES, ids=lambda s: s.module)
+def running(request, tmp_path_factory):
+    """One process per service, shared by this module's tests (they only read or create)."""
+    service: Service = request.param
+    folder = tmp_path_factory.mktemp(service.module)
+    port = free_port()
+    env = {
+        **dict(service.env),
+        service.port_env: str(port),
+        "JOB_DATABASE_URL": f"sqlite:///{folder / 'job.db'}",
+        "CAMPAIGN_DATABASE_URL": f"sqlite:///{folder / 'campaign.db'}",
+    }
+    process = ServiceProcess(service.module, port, env, folder).start()
+    yield service, process
+    process.stop()
+
+
+def test_grpcurl_lists_describes_calls_and_health_checks_through_reflection(running) -> None:
+    service, process = running
+
+    listed = grpcurl(process.address, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert {service.full_name, "grpc.health.v1.Health"} <= set(listed.stdout.split())
+
+    described = grpcurl(process.address, "describe", service.full_name)
+    assert described.returncode == 0, described.stderr
+    assert f"rpc {service.call}" in described.stdout
+
+    called = grpcurl("-d", json.dumps(service.body), process.address, f"{service.full_name}/{service.call}")
+    assert called.returncode == 0, called.stderr
+    assert service.expected_key in json.loads(called.stdout)
+
+    health = grpcurl("-d", json.dumps({"service": service.full_name}), process.address, "grpc.health.v1.Health/Check")
+    assert health.returncode == 0, health.stderr
+    assert json.loads(health.stdout) == {"status": "SERVING"}
+
+
+def test_grpcurl_sees_bad_input_as_invalid_argument_with_a_clear_message(running) -> None:
+    service, process = running
+    body = {**service.body, "dependencies": ["Not A Name"]} if "dependencies" in service.body else {**service.body, "dependency": "Not A Name"}
+    called = grpcurl("-d", json.dumps(body), process.address, f"{service.full_name}/{service.call}")
+    assert called.returncode != 0
+    assert "Code: InvalidArgument" in called.stderr
+    assert "malformed" in called.stderr
+
+
+def test_buf_curl_calls_through_reflection(running) -> None:
+    service, process = running
+    result = subprocess.run(
+        [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--data", json.dumps(service.body),
+         f"http://{process.address}/{service.full_name}/{service.call}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert service.expected_key in json.loads(result.stdout)
+
+
+def test_sigterm_ends_watch_streams_cleanly_and_exits_zero(service_process) -> None:
+    process = service_process("breaker_svc", {"BREAKER_STORE": "memory", "BREAKER_HEARTBEAT_S": "0.2"}, port_env="BREAKER_PORT")
+    with grpc.insecure_channel(process.address) as channel:
+        stream = breaker_pb2_grpc.BreakerServiceStub(channel).WatchTransitions(breaker_pb2.WatchTransitionsRequest())
+        assert next(stream).HasField("snapshot")
+        assert process.terminate() == 0
+        # The stream ends with OK (the server ended it), not with a dropped connection.
+        remaining = list(stream)
+        assert all(m.HasField("heartbeat") or m.HasField("transition") for m in remaining)
+        assert stream.code() == grpc.StatusCode.OK
+    assert "server_stopped" in process.output()
