@@ -1,4 +1,5 @@
-"""`python -m campaign_svc`: serves CampaignService until SIGTERM or SIGINT."""
+"""`python -m campaign_svc`: serves CampaignService until SIGTERM or SIGINT (settings:
+campaign_svc/settings.py)."""
 
 import asyncio
 import sys
@@ -9,17 +10,22 @@ from services.config import ConfigError
 from services.logging import configure_logging
 
 
-async def main() -> None:
-    settings = CampaignSettings.from_env()
-    configure_logging("campaign_svc", settings.server.log_level)
+async def serve(settings: CampaignSettings) -> None:
     app = CampaignApp(settings)
     await app.start()
     await app.host.run_until_signalled([app.close])
 
 
-if __name__ == "__main__":
+def main() -> int:
     try:
-        asyncio.run(main())
+        settings = CampaignSettings.from_env()
     except ConfigError as error:
         print(f"campaign_svc: {error}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    configure_logging("campaign_svc", settings.server.log_level)
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

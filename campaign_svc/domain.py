@@ -112,9 +112,18 @@ def _move(campaign: Campaign, to_status: CampaignStatus, now: datetime, **change
     return _changed(campaign, now, status=to_status, **changes)
 
 
+def check_startable(campaign: Campaign) -> None:
+    """Only a created campaign starts; a paused one runs again by losing its holds."""
+    check_transition(campaign.status, S.RUNNING)
+    if campaign.status is not S.CREATED:
+        raise FailedPrecondition(
+            f"campaign is {campaign.status.value}: only a created campaign starts (ResumeCampaign resumes one paused by hand)"
+        )
+
+
 def start(campaign: Campaign, blocking: Iterable[str], now: datetime) -> Campaign:
     """CREATED -> RUNNING, refused while any dependency's breaker blocks calls."""
-    check_transition(campaign.status, S.RUNNING)
+    check_startable(campaign)
     blocking = sorted(blocking)
     if blocking:
         raise FailedPrecondition(blocking_message(blocking))

@@ -7,7 +7,8 @@ codes in the shared interceptor.
 from datetime import datetime
 
 import grpc
-from campaign.v1 import campaign_pb2, campaign_pb2_grpc
+from campaign.v1 import campaign_pb2 as pb
+from campaign.v1 import campaign_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from campaign_svc.domain import Campaign, CampaignStatus, HoldKind
@@ -15,23 +16,23 @@ from campaign_svc.usecases import CampaignUseCases
 from services.errors import InvalidArgument
 
 Context = grpc.aio.ServicerContext
-SERVICE_NAME = campaign_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CampaignService"].full_name
 
 _STATUS_PREFIX = "CAMPAIGN_STATUS_"
-_HOLD_KINDS = {HoldKind.BREAKER: campaign_pb2.HOLD_KIND_BREAKER, HoldKind.MANUAL: campaign_pb2.HOLD_KIND_MANUAL}
+_HOLD_KINDS = {HoldKind.BREAKER: pb.HOLD_KIND_BREAKER, HoldKind.MANUAL: pb.HOLD_KIND_MANUAL}
 
 
 def status_to_proto(status: CampaignStatus) -> int:
-    return campaign_pb2.CampaignStatus.Value(_STATUS_PREFIX + status.name)
+    return pb.CampaignStatus.Value(_STATUS_PREFIX + status.name)
 
 
 def status_from_proto(value: int) -> CampaignStatus | None:
     """None for UNSPECIFIED (any status in filters); INVALID_ARGUMENT for unknown numbers."""
-    if value == campaign_pb2.CAMPAIGN_STATUS_UNSPECIFIED:
+    if value == pb.CAMPAIGN_STATUS_UNSPECIFIED:
         return None
-    if value not in campaign_pb2.CampaignStatus.values():
+    if value not in pb.CampaignStatus.values():
         raise InvalidArgument(f"status {value} is not a CampaignStatus")
-    return CampaignStatus[campaign_pb2.CampaignStatus.Name(value).removeprefix(_STATUS_PREFIX)]
+    return CampaignStatus[pb.CampaignStatus.Name(value).removeprefix(_STATUS_PREFIX)]
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -42,15 +43,15 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     return stamp
 
 
-def campaign_to_proto(campaign: Campaign) -> campaign_pb2.Campaign:
-    return campaign_pb2.Campaign(
+def campaign_to_proto(campaign: Campaign) -> pb.Campaign:
+    return pb.Campaign(
         id=campaign.id,
         name=campaign.name,
         description=campaign.description,
         dependencies=campaign.dependencies,
         status=status_to_proto(campaign.status),
         holds=[
-            campaign_pb2.PauseHold(
+            pb.PauseHold(
                 kind=_HOLD_KINDS[h.kind],
                 dependency=h.dependency,
                 revision=h.revision,
@@ -73,40 +74,40 @@ class CampaignServicer(campaign_pb2_grpc.CampaignServiceServicer):
     def __init__(self, usecases: CampaignUseCases) -> None:
         self._usecases = usecases
 
-    async def CreateCampaign(self, request: campaign_pb2.CreateCampaignRequest, context: Context) -> campaign_pb2.CreateCampaignResponse:
+    async def CreateCampaign(self, request: pb.CreateCampaignRequest, context: Context) -> pb.CreateCampaignResponse:
         campaign = await self._usecases.create(request.name, request.description, list(request.dependencies), request.request_id)
-        return campaign_pb2.CreateCampaignResponse(campaign=campaign_to_proto(campaign))
+        return pb.CreateCampaignResponse(campaign=campaign_to_proto(campaign))
 
-    async def GetCampaign(self, request: campaign_pb2.GetCampaignRequest, context: Context) -> campaign_pb2.GetCampaignResponse:
-        return campaign_pb2.GetCampaignResponse(campaign=campaign_to_proto(await self._usecases.get(request.id)))
+    async def GetCampaign(self, request: pb.GetCampaignRequest, context: Context) -> pb.GetCampaignResponse:
+        return pb.GetCampaignResponse(campaign=campaign_to_proto(await self._usecases.get(request.id)))
 
-    async def ListCampaigns(self, request: campaign_pb2.ListCampaignsRequest, context: Context) -> campaign_pb2.ListCampaignsResponse:
+    async def ListCampaigns(self, request: pb.ListCampaignsRequest, context: Context) -> pb.ListCampaignsResponse:
         found, token = await self._usecases.list_page(status_from_proto(request.status), request.page_size, request.page_token)
-        return campaign_pb2.ListCampaignsResponse(campaigns=[campaign_to_proto(c) for c in found], next_page_token=token)
+        return pb.ListCampaignsResponse(campaigns=[campaign_to_proto(c) for c in found], next_page_token=token)
 
-    async def StartCampaign(self, request: campaign_pb2.StartCampaignRequest, context: Context) -> campaign_pb2.StartCampaignResponse:
-        return campaign_pb2.StartCampaignResponse(campaign=campaign_to_proto(await self._usecases.start(request.id)))
+    async def StartCampaign(self, request: pb.StartCampaignRequest, context: Context) -> pb.StartCampaignResponse:
+        return pb.StartCampaignResponse(campaign=campaign_to_proto(await self._usecases.start(request.id)))
 
-    async def PauseCampaign(self, request: campaign_pb2.PauseCampaignRequest, context: Context) -> campaign_pb2.PauseCampaignResponse:
+    async def PauseCampaign(self, request: pb.PauseCampaignRequest, context: Context) -> pb.PauseCampaignResponse:
         campaign = await self._usecases.pause(request.id, request.reason)
-        return campaign_pb2.PauseCampaignResponse(campaign=campaign_to_proto(campaign))
+        return pb.PauseCampaignResponse(campaign=campaign_to_proto(campaign))
 
-    async def ResumeCampaign(self, request: campaign_pb2.ResumeCampaignRequest, context: Context) -> campaign_pb2.ResumeCampaignResponse:
-        return campaign_pb2.ResumeCampaignResponse(campaign=campaign_to_proto(await self._usecases.resume(request.id)))
+    async def ResumeCampaign(self, request: pb.ResumeCampaignRequest, context: Context) -> pb.ResumeCampaignResponse:
+        return pb.ResumeCampaignResponse(campaign=campaign_to_proto(await self._usecases.resume(request.id)))
 
-    async def CompleteCampaign(self, request: campaign_pb2.CompleteCampaignRequest, context: Context) -> campaign_pb2.CompleteCampaignResponse:
-        return campaign_pb2.CompleteCampaignResponse(campaign=campaign_to_proto(await self._usecases.complete(request.id)))
+    async def CompleteCampaign(self, request: pb.CompleteCampaignRequest, context: Context) -> pb.CompleteCampaignResponse:
+        return pb.CompleteCampaignResponse(campaign=campaign_to_proto(await self._usecases.complete(request.id)))
 
-    async def FailCampaign(self, request: campaign_pb2.FailCampaignRequest, context: Context) -> campaign_pb2.FailCampaignResponse:
+    async def FailCampaign(self, request: pb.FailCampaignRequest, context: Context) -> pb.FailCampaignResponse:
         campaign = await self._usecases.fail(request.id, request.reason)
-        return campaign_pb2.FailCampaignResponse(campaign=campaign_to_proto(campaign))
+        return pb.FailCampaignResponse(campaign=campaign_to_proto(campaign))
 
-    async def GetPauseStatus(self, request: campaign_pb2.GetPauseStatusRequest, context: Context) -> campaign_pb2.GetPauseStatusResponse:
+    async def GetPauseStatus(self, request: pb.GetPauseStatusRequest, context: Context) -> pb.GetPauseStatusResponse:
         report = await self._usecases.pause_status()
         status = report.status
-        return campaign_pb2.GetPauseStatusResponse(
+        return pb.GetPauseStatusResponse(
             dependencies=[
-                campaign_pb2.DependencyPauseStatus(
+                pb.DependencyPauseStatus(
                     dependency=dependency,
                     breaker_state=state.to_proto(),
                     paused_campaign_ids=status.held_by_dependency.get(dependency, []),

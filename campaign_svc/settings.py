@@ -1,4 +1,16 @@
-"""campaign_svc's configuration, from environment variables, checked at start-up."""
+"""campaign_svc's configuration, from environment variables, checked at start-up.
+
+Storage:  CAMPAIGN_DATABASE_URL (postgresql://... or sqlite:///path; default sqlite:///var/campaign.db).
+Breakers: BREAKER_TARGET (breaker_svc address, default 127.0.0.1:50051),
+          CAMPAIGN_BREAKER_STALE_AFTER_S (breaker stream silence after which starts and resumes
+          are refused with UNAVAILABLE, default 30).
+Jobs:     JOB_TARGET (job_svc address, default 127.0.0.1:50053), CAMPAIGN_JOB_CALL_TIMEOUT_S
+          (deadline of each PauseJobs/ResumeJobs call, default 5), CAMPAIGN_OUTBOX_BACKOFF_MAX_S
+          (cap of the retry backoff while job_svc refuses, default 10).
+Metrics:  CAMPAIGN_METRICS_REFRESH_S (how often the gauges are recounted, default 5).
+The server itself: CAMPAIGN_HOST, CAMPAIGN_PORT (50052), CAMPAIGN_METRICS_PORT, ADMIN_TOKEN (also
+sent to job_svc), SHUTDOWN_GRACE_S, LOG_LEVEL (services.config.ServerSettings).
+"""
 
 from dataclasses import dataclass
 from pathlib import Path

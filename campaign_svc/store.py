@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from sqlalchemy import and_, case, cast, delete, exists, func, literal, or_, select, update
+from sqlalchemy import BigInteger, and_, case, cast, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -122,7 +122,7 @@ class CampaignStore:
             c.id,
             cast(literal(HoldKind.BREAKER.value), hold_kind),
             literal(dependency),
-            literal(revision),
+            literal(revision, BigInteger),
             literal(""),
             literal(now, UTCDateTime),
         ).where(c.status.in_(HOLDABLE), c.id.in_(dependents))

@@ -161,7 +161,7 @@ class CampaignUseCases:
 
     async def start(self, campaign_id: str) -> Campaign:
         async def decide(connection: AsyncConnection, campaign: Campaign) -> Campaign:
-            domain.check_transition(campaign.status, CampaignStatus.RUNNING)
+            domain.check_startable(campaign)  # before taking any lock
             return domain.start(campaign, await self._blocking(connection, campaign), self._clock())
 
         return await self._change(campaign_id, decide)
@@ -188,11 +188,18 @@ class CampaignUseCases:
         return await self._change(campaign_id, decide, job_command=True)
 
     async def complete(self, campaign_id: str) -> Campaign:
-        return await self._change(campaign_id, lambda _, campaign: _ready(domain.complete(campaign, self._clock())))
+        async def decide(_: AsyncConnection, campaign: Campaign) -> Campaign:
+            return domain.complete(campaign, self._clock())
+
+        return await self._change(campaign_id, decide)
 
     async def fail(self, campaign_id: str, reason: str) -> Campaign:
         reason = validation.validate_text(reason, "reason", max_length=500)
-        return await self._change(campaign_id, lambda _, campaign: _ready(domain.fail(campaign, reason, self._clock())))
+
+        async def decide(_: AsyncConnection, campaign: Campaign) -> Campaign:
+            return domain.fail(campaign, reason, self._clock())
+
+        return await self._change(campaign_id, decide)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -242,10 +249,6 @@ class CampaignUseCases:
             log.info("campaign_change_retried", campaign_id=campaign_id, attempt=attempt + 1)
             await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
         raise Aborted(f"campaign {campaign_id} kept changing concurrently; retry")
-
-
-async def _ready(campaign: Campaign) -> Campaign:
-    return campaign
 
 
 def _position(position: dict | None) -> tuple[datetime, str] | None:

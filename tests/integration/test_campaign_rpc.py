@@ -142,7 +142,28 @@ async def test_start_is_refused_naming_the_open_breakers(database_url: str) -> N
         assert (await h.get(created.id)).status == S.CAMPAIGN_STATUS_CREATED
 
 
-async def test_start_and_resume_fail_safe_when_the_breaker_states_are_stale(database_url: str) -> None:
+async def test_start_and_resume_fail_safe_when_breaker_svc_goes_silent(database_url: str) -> None:
+    async with running_app(database_url, breaker_stale_after_s=1.0) as h:
+        running = await h.running("openai")
+        await h.stub.PauseCampaign(pb.PauseCampaignRequest(id=running.id, reason="hand"))
+        created = await h.create("openai")
+        await h.silence_breaker()
+
+        async def stale() -> bool:
+            return (await h.stub.GetPauseStatus(pb.GetPauseStatusRequest())).breaker_state_stale
+
+        await eventually(stale)
+        for call in (
+            h.stub.StartCampaign(pb.StartCampaignRequest(id=created.id)),
+            h.stub.ResumeCampaign(pb.ResumeCampaignRequest(id=running.id)),
+        ):
+            error = await rpc_error(call)
+            assert error.code() == grpc.StatusCode.UNAVAILABLE and "stale" in error.details()
+        assert (await h.get(created.id)).status == S.CAMPAIGN_STATUS_CREATED
+        assert (await h.get(running.id)).status == S.CAMPAIGN_STATUS_PAUSED
+
+
+async def test_start_fails_safe_when_breaker_svc_was_never_heard_from(database_url: str) -> None:
     async with running_app(database_url, breaker=False) as h:
         created = await h.create("openai")
         error = await rpc_error(h.stub.StartCampaign(pb.StartCampaignRequest(id=created.id)))
@@ -183,6 +204,8 @@ async def test_pause_and_resume_refuse_what_they_cannot_do(database_url: str) ->
         assert error.code() == PRECONDITION
 
         await h.stub.PauseCampaign(pb.PauseCampaignRequest(id=running.id, reason="hand"))
+        error = await rpc_error(h.stub.StartCampaign(pb.StartCampaignRequest(id=running.id)))
+        assert error.code() == PRECONDITION and "only a created campaign starts" in error.details()
         await h.set_breaker("perplexity", BreakerState.OPEN)
         error = await rpc_error(h.stub.ResumeCampaign(pb.ResumeCampaignRequest(id=running.id)))
         assert error.code() == PRECONDITION and error.details() == "dependencies with open breakers: perplexity"

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import prometheus_client
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -13,7 +14,7 @@ from campaign.v1 import campaign_pb2 as pb
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from campaign_svc import domain
+from campaign_svc import domain, metrics
 from campaign_svc.domain import CampaignStatus, HoldKind
 from campaign_svc.settings import MIGRATIONS_DIR
 from campaign_svc.store import CampaignStore
@@ -107,3 +108,18 @@ async def test_concurrent_changes_of_one_campaign_are_retried_and_counted_once(d
 async def _outbox_empty(h) -> bool:  # type: ignore[no-untyped-def]
     async with h.app.engine.connect() as connection:
         return await h.app.store.pending_job_commands(connection) == 0
+
+
+async def test_the_metrics_count_campaigns_per_status_and_paused_campaigns_per_hold(sqlite_url: str) -> None:
+    async with running_app(sqlite_url) as h:
+        await h.running("perplexity")
+        by_hand = await h.running("openai")
+        await h.create("openai")
+        await h.stub.PauseCampaign(pb.PauseCampaignRequest(id=by_hand.id, reason="hand"))
+        await h.set_breaker("perplexity", BreakerState.OPEN)
+        await metrics.refresh(h.app.engine, h.app.store)
+        sample = prometheus_client.REGISTRY.get_sample_value
+        counts = {s.value: sample("campaign_campaigns", {"status": s.value}) for s in CampaignStatus}
+        assert counts == {"created": 1, "running": 0, "paused": 2, "completed": 0, "failed": 0}
+        assert sample("campaign_paused_campaigns", {"hold_kind": "breaker"}) == 1
+        assert sample("campaign_paused_campaigns", {"hold_kind": "manual"}) == 1

@@ -10,10 +10,12 @@ breaker states themselves through `mirror.apply_snapshot` / `apply_transition`.
 import asyncio
 import dataclasses
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import asyncpg
 import grpc
 import pytest
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
@@ -24,6 +26,7 @@ from campaign_svc.app import CampaignApp
 from campaign_svc.settings import CampaignSettings
 from services.config import ServerSettings
 from services.watch import BreakerState, BreakerView, Snapshot, Transition
+from tests.conftest import POSTGRES_ADMIN_URL
 
 T = TypeVar("T")
 PROVIDERS = ("apollo", "millionverifier", "perplexity", "openai", "instantly")
@@ -80,13 +83,13 @@ class PeerJobs(job_pb2_grpc.JobServiceServicer):
 
 
 @asynccontextmanager
-async def serving(register: Callable[[grpc.aio.Server], None]) -> AsyncIterator[str]:
+async def serving(register: Callable[[grpc.aio.Server], None]) -> AsyncIterator[tuple[str, grpc.aio.Server]]:
     server = grpc.aio.server()
     register(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", server
     finally:
         await server.stop(0)
 
@@ -110,7 +113,12 @@ class Harness:
     app: CampaignApp
     stub: campaign_pb2_grpc.CampaignServiceStub
     jobs: PeerJobs
+    breaker_server: grpc.aio.Server
     revision: int = 0
+
+    async def silence_breaker(self) -> None:
+        """breaker_svc goes away: its stream ends and nothing more is heard from it."""
+        await self.breaker_server.stop(0)
 
     async def set_breaker(self, dependency: str, state: BreakerState) -> int:
         """Applies the next transition of `dependency` as the breaker stream would."""
@@ -144,8 +152,8 @@ async def running_app(database_url: str, breaker: bool = True, **overrides: Any)
     (stand-in) breaker stream, unless `breaker` is False (no breaker_svc at all)."""
     jobs = PeerJobs()
     async with (
-        serving(lambda s: breaker_pb2_grpc.add_BreakerServiceServicer_to_server(PeerBreaker(), s)) as breaker_target,
-        serving(lambda s: job_pb2_grpc.add_JobServiceServicer_to_server(jobs, s)) as job_target,
+        serving(lambda s: breaker_pb2_grpc.add_BreakerServiceServicer_to_server(PeerBreaker(), s)) as (breaker_target, breaker_server),
+        serving(lambda s: job_pb2_grpc.add_JobServiceServicer_to_server(jobs, s)) as (job_target, _),
     ):
         target = breaker_target if breaker else "127.0.0.1:1"
         app = CampaignApp(settings(database_url, target, job_target, **overrides))
@@ -154,7 +162,7 @@ async def running_app(database_url: str, breaker: bool = True, **overrides: Any)
             if breaker:
                 await eventually(lambda: _heard(app))
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                yield Harness(app, campaign_pb2_grpc.CampaignServiceStub(channel), jobs)
+                yield Harness(app, campaign_pb2_grpc.CampaignServiceStub(channel), jobs, breaker_server)
         finally:
             await app.stop()
 
@@ -170,3 +178,22 @@ async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     except grpc.aio.AioRpcError as error:
         return error
     raise AssertionError("the call succeeded but should have failed")
+
+
+@asynccontextmanager
+async def extra_postgres_database() -> AsyncIterator[str]:
+    """One more fresh PostgreSQL database (a second service's own storage), dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

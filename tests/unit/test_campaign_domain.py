@@ -74,6 +74,14 @@ def test_status_follows_from_holds(status: CampaignStatus, holds: list[Hold]) ->
         assert result is status
 
 
+@pytest.mark.parametrize("status", [S.RUNNING, S.PAUSED, S.COMPLETED, S.FAILED])
+def test_only_a_created_campaign_starts(status: CampaignStatus) -> None:
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.start(campaign(status, (manual(),) if status is S.PAUSED else ()), [], LATER)
+    expected = "campaign is paused: only a created campaign starts" if status is S.PAUSED else f"cannot go from {status.value} to running"
+    assert refused.value.message.startswith(expected)
+
+
 def test_a_start_is_refused_naming_the_open_breakers_and_otherwise_runs() -> None:
     with pytest.raises(FailedPrecondition, match="dependencies with open breakers: openai, perplexity"):
         domain.start(campaign(), ["perplexity", "openai"], LATER)
