@@ -10,7 +10,7 @@ or below the stored revision changes nothing.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 import structlog
@@ -97,13 +97,19 @@ class BreakerMirror:
     async def _applied_revision(self, connection: AsyncConnection) -> int | None:
         return await connection.scalar(select(self._cursor.c.applied_revision).where(self._cursor.c.id == 1))
 
-    async def known_states(self, connection: AsyncConnection, lock: bool = False) -> dict[str, BreakerView]:
-        """Every stored state; with `lock`, the rows are share-locked until the transaction
-        ends, so a concurrent subscriber update waits (PostgreSQL; SQLite transactions are
-        serialised already)."""
+    async def known_states(self, connection: AsyncConnection, dependencies: Iterable[str] | None = None) -> dict[str, BreakerView]:
+        """The stored states (of `dependencies`, or all), without locking."""
+        return await self._states_where(connection, dependencies, lock=None)
+
+    async def _states_where(
+        self, connection: AsyncConnection, dependencies: Iterable[str] | None, lock: str | None
+    ) -> dict[str, BreakerView]:
         query = select(self._states)
+        if dependencies is not None:
+            query = query.where(self._states.c.dependency.in_(sorted(dependencies)))
         if lock and connection.dialect.name == "postgresql":
-            query = query.with_for_update(read=True)
+            # Rows are always locked in dependency order, so two lockers never deadlock.
+            query = query.order_by(self._states.c.dependency).with_for_update(read=lock == "share")
         rows = (await connection.execute(query)).mappings()
         return {r["dependency"]: BreakerView(r["dependency"], r["state"], r["revision"], r["half_open_permitted_calls"]) for r in rows}
 
@@ -119,36 +125,45 @@ class BreakerMirror:
         ]
         await connection.execute(self._insert().values(rows).on_conflict_do_nothing(index_elements=["dependency"]))
 
-    async def locked_states(self, connection: AsyncConnection, dependencies: tuple[str, ...]) -> dict[str, BreakerView]:
-        """The states of `dependencies`, share-locked for the rest of the transaction."""
-        await self.ensure_rows(connection, dependencies)
-        query = select(self._states).where(self._states.c.dependency.in_(dependencies))
-        if connection.dialect.name == "postgresql":
-            query = query.with_for_update(read=True)
-        rows = (await connection.execute(query)).mappings()
-        return {r["dependency"]: BreakerView(r["dependency"], r["state"], r["revision"], r["half_open_permitted_calls"]) for r in rows}
+    async def locked_states(self, connection: AsyncConnection, dependencies: tuple[str, ...] | None) -> dict[str, BreakerView]:
+        """The states of `dependencies` (or all), share-locked for the rest of the transaction:
+        the mirror cannot change them until it commits (PostgreSQL; SQLite transactions are
+        serialised already)."""
+        if dependencies is not None:
+            await self.ensure_rows(connection, dependencies)
+        return await self._states_where(connection, dependencies, lock="share")
 
     # -- applying --------------------------------------------------------------------------
 
     async def apply_snapshot(self, snapshot: Snapshot) -> None:
         async with self._engine.begin() as connection:
-            known = await self.known_states(connection, lock=True)
+            await self._lock_cursor(connection)
+            known = await self._states_where(connection, None, lock="update")
             incoming = {view.dependency: view for view in snapshot.breakers}
             # A dependency the snapshot does not list has no breaker any more: it is closed.
             for dependency in known.keys() - incoming.keys():
                 incoming[dependency] = closed(dependency)
-            for view in incoming.values():
+            for _, view in sorted(incoming.items()):
                 await self._change(connection, view, known.get(view.dependency))
             await self._store_revision(connection, snapshot.revision)
 
     async def apply_transition(self, transition: Transition) -> None:
         async with self._engine.begin() as connection:
-            applied = await self._applied_revision(connection)
+            applied = await self._lock_cursor(connection)
             if applied is not None and transition.revision <= applied:
-                return  # delivered again after a reconnect: already applied
-            known = await self.known_states(connection, lock=True)
+                return  # delivered again after a reconnect, or applied by another replica
+            known = await self._states_where(connection, [transition.dependency], lock="update")
             await self._change(connection, transition.view, known.get(transition.dependency))
             await self._store_revision(connection, transition.revision)
+
+    async def _lock_cursor(self, connection: AsyncConnection) -> int | None:
+        """The applied revision, its row locked: replicas of one service apply events one at a
+        time, and each sees what the previous one applied. Taken before any breaker row, so the
+        lock order is always cursor, then breaker rows by name."""
+        query = select(self._cursor.c.applied_revision).where(self._cursor.c.id == 1)
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return await connection.scalar(query)
 
     async def _change(self, connection: AsyncConnection, view: BreakerView, old: BreakerView | None) -> None:
         if old is not None and old.state == view.state and old.revision >= view.revision:
@@ -156,9 +171,9 @@ class BreakerMirror:
         if old is not None and old.state == view.state and old.half_open_permitted_calls == view.half_open_permitted_calls:
             await self._upsert(connection, view)  # same state, newer revision: nothing to reconcile
             return
-        # Store first: the upsert takes the row lock exclusively, so it waits for every start
-        # that share-locked this state (`locked_states`) and sees what those starts wrote;
-        # reconciling before it would miss a start committing in between.
+        # Store first: on a row not locked yet (a dependency first seen) the upsert takes the
+        # lock, waiting for every start that share-locked this state (`locked_states`), so
+        # reconciling afterwards sees what those starts wrote.
         await self._upsert(connection, view)
         await self._on_state_change(connection, view, old)
 
