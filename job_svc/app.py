@@ -1,0 +1,125 @@
+"""Wires job_svc together: engine, store, use cases, servicer, the breaker mirror, the outcome
+forwarder and the housekeeping loop (lease sweeper, staleness, metrics).
+
+`JobApp.start()` applies migrations, starts serving and starts the background tasks;
+`JobApp.close()` cancels them and disposes of the engine. Tests build it with port 0 and an
+injected clock.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from job.v1 import job_pb2_grpc
+
+from job_svc import metrics
+from job_svc.domain import JobStatus
+from job_svc.forwarder import OutcomeForwarder
+from job_svc.servicer import SERVICE_NAME, JobServicer
+from job_svc.settings import JobSettings
+from job_svc.store import JobStore
+from job_svc.tables import breaker_states, breaker_watch_cursor
+from job_svc.usecases import JobUseCases, utc_now
+from services.db import create_engine, upgrade_schema
+from services.mirror import BreakerMirror
+from services.server import ServiceHost
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+METRICS_EVERY_SWEEPS = 5
+
+log = structlog.get_logger()
+
+
+class JobApp:
+    def __init__(self, settings: JobSettings, clock: Callable[[], datetime] = utc_now) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings.database_url)
+        self.mirror = BreakerMirror(
+            self.engine, breaker_states, breaker_watch_cursor, self._on_state_change, settings.breaker_target
+        )
+        self.store = JobStore(self.engine, self.mirror)
+        self.forwarder = OutcomeForwarder(
+            self.store, settings.breaker_target, batch_size=settings.outbox_batch, backoff_max_s=settings.outbox_retry_max_s
+        )
+        self.jobs = JobUseCases(
+            self.store,
+            self.mirror,
+            retry_policy=settings.retry_policy,
+            max_payload_bytes=settings.max_payload_bytes,
+            stale_after_s=settings.breaker_stale_after_s,
+            clock=clock,
+            outcomes_written=self.forwarder.wake,
+        )
+        self.host = ServiceHost("job_svc", settings.server)
+        self.port: int | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stale: bool | None = None
+
+    async def _on_state_change(self, connection: Any, new: Any, old: Any) -> None:
+        await self.jobs.reconcile(connection, new, old)
+
+    async def start(self, *, follow_breakers: bool = True, forward_outcomes: bool = True, housekeeping: bool = True) -> int:
+        await upgrade_schema(self.settings.database_url, MIGRATIONS_DIR)
+        self.port = await self.host.start(
+            lambda server: job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.jobs), server),
+            [SERVICE_NAME],
+            admin_methods=frozenset(),
+        )
+        if follow_breakers:
+            self._spawn(self.mirror.run(), "breaker_mirror")
+        if forward_outcomes:
+            self._spawn(self.forwarder.run(), "outcome_forwarder")
+        if housekeeping:
+            self._spawn(self._housekeeping(), "housekeeping")
+        return self.port
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(work, name=name))
+
+    async def close(self) -> None:
+        """Stops the background tasks and releases the database (after the server stopped)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.engine.dispose()
+
+    async def stop(self) -> None:
+        await self.host.stop()
+        await self.close()
+
+    async def _housekeeping(self) -> None:
+        """Returns expired leases to the queue, reports staleness, refreshes the gauges."""
+        passes = 0
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            self._report_staleness()
+            try:
+                await self.jobs.requeue_expired()
+                if passes % METRICS_EVERY_SWEEPS == 0:
+                    await self._refresh_gauges()
+            except Exception:  # noqa: BLE001 - the database may be down for a while; keep going
+                log.exception("housekeeping_failed")
+            passes += 1
+
+    def _report_staleness(self) -> None:
+        stale = self.mirror.is_stale(self.settings.breaker_stale_after_s)
+        metrics.BREAKER_STALE.set(1 if stale else 0)
+        if stale != self._stale:
+            # Health stays SERVING: the queue works on the last known states. Staleness is in
+            # GetQueueStatus, this log line and the gauge.
+            event = "breaker_state_stale" if stale else "breaker_state_fresh"
+            (log.warning if stale else log.info)(event, seconds_since_contact=self.mirror.contact_age_s())
+            self._stale = stale
+
+    async def _refresh_gauges(self) -> None:
+        async with self.store.transaction() as tx:
+            counts = await tx.counts_by_status()
+        for status in JobStatus:
+            metrics.JOBS.labels(status.value).set(counts.get(status, 0))

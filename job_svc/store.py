@@ -1,0 +1,294 @@
+"""job_svc's storage: set-based SQL over SQLAlchemy Core (async), PostgreSQL or SQLite.
+
+`JobStore.transaction()` yields a `JobTx`: the statements of one unit of work, committed when
+the block ends without an error and rolled back otherwise. Every statement that changes many
+jobs is one set-based statement (INSERT ... SELECT, UPDATE ... WHERE ... IN (SELECT ...)), never
+a loop over jobs; the statements about holds are in job_svc/holds.py. PostgreSQL claims with
+`FOR UPDATE SKIP LOCKED`; SQLite transactions are serialised by BEGIN IMMEDIATE (services.db).
+
+Lock order, to avoid deadlocks with the breaker mirror: a transaction that may put a job back
+in the queue share-locks the mirror's breaker states first, then the job rows.
+"""
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Text, and_, bindparam, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from job_svc.domain import ClaimRequest, Hold, Job, JobStatus, NewJob
+from job_svc.holds import BLOCKING_STATES, HoldStatements, chunks, jobs_of_dependency
+from job_svc.tables import (
+    JOB_STATUS,
+    breaker_outbox,
+    breaker_states,
+    breaker_watch_cursor,
+    job_dependencies,
+    job_holds,
+    jobs,
+)
+from services.errors import NotFound
+from services.mirror import BreakerMirror
+
+
+@dataclass(frozen=True)
+class Outcome:
+    dependency: str
+    success: bool
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    dependency: str
+    success: bool
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    status: JobStatus | None
+    campaign_id: str | None
+    dependency: str | None
+
+
+class JobStore:
+    def __init__(self, engine: AsyncEngine, mirror: BreakerMirror) -> None:
+        self.engine = engine
+        self.mirror = mirror
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator["JobTx"]:
+        async with self.engine.begin() as connection:
+            yield JobTx(connection, self.mirror)
+
+    def within(self, connection: AsyncConnection) -> "JobTx":
+        """The statements of this store inside a transaction someone else opened (the mirror's)."""
+        return JobTx(connection, self.mirror)
+
+    @asynccontextmanager
+    async def outbox_batch(self, limit: int) -> AsyncIterator[list[OutboxRow]]:
+        """The oldest outcomes to forward; deleted when the block ends without an error.
+
+        PostgreSQL keeps the rows locked (SKIP LOCKED) while they are sent, so replicas never
+        send the same row. SQLite does not hold its write lock across the send: one process
+        owns a SQLite file."""
+        query = select(breaker_outbox).order_by(breaker_outbox.c.id).limit(limit)
+        if self.engine.dialect.name == "postgresql":
+            async with self.engine.begin() as connection:
+                rows = _outbox_rows(await connection.execute(query.with_for_update(skip_locked=True)))
+                yield rows
+                await _delete_outbox(connection, rows)
+            return
+        async with self.engine.begin() as connection:
+            rows = _outbox_rows(await connection.execute(query))
+        yield rows
+        async with self.engine.begin() as connection:
+            await _delete_outbox(connection, rows)
+
+
+def _outbox_rows(result: Any) -> list[OutboxRow]:
+    return [OutboxRow(r.id, r.dependency, r.success, r.duration_s) for r in result]
+
+
+async def _delete_outbox(connection: AsyncConnection, rows: list[OutboxRow]) -> None:
+    if rows:
+        await connection.execute(delete(breaker_outbox).where(breaker_outbox.c.id.in_([r.id for r in rows])))
+
+
+class JobTx(HoldStatements):
+    """The statements of one transaction (those about holds are in `HoldStatements`)."""
+
+    def __init__(self, connection: AsyncConnection, mirror: BreakerMirror) -> None:
+        self.connection = connection
+        self.mirror = mirror
+        self.postgres = connection.dialect.name == "postgresql"
+
+    # -- breaker states ------------------------------------------------------------------------
+
+    async def lock_breaker_states(self, dependencies: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Share-locks the mirror's states (of `dependencies`, or all) for this transaction, so
+        a breaker change waits for it and then sees its jobs, or it waits for the change."""
+        return await self.mirror.locked_states(self.connection, dependencies)
+
+    async def breaker_views(self) -> dict[str, Any]:
+        return await self.mirror.known_states(self.connection)
+
+    async def applied_revision(self) -> int | None:
+        query = select(breaker_watch_cursor.c.applied_revision).where(breaker_watch_cursor.c.id == 1)
+        return await self.connection.scalar(query)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def insert_job(self, job_id: str, new: NewJob, now: datetime) -> bool:
+        """Inserts a pending job; False when its request_id names an existing job."""
+        statement = self._insert(jobs).values(
+            id=job_id, campaign_id=new.campaign_id, job_type=new.job_type, payload=new.payload,
+            status=JobStatus.PENDING, attempts=0, max_attempts=new.max_attempts, lease_owner=None,
+            lease_expires_at=None, run_after=now, last_error="", request_id=new.request_id,
+            created_at=now, updated_at=now,
+        )
+        if new.request_id is not None:
+            statement = statement.on_conflict_do_nothing(index_elements=["request_id"], index_where=jobs.c.request_id.is_not(None))
+        if await self.connection.scalar(statement.returning(jobs.c.id)) is None:
+            return False
+        await self.connection.execute(
+            insert(job_dependencies), [{"job_id": job_id, "dependency": d} for d in new.dependencies]
+        )
+        return True
+
+    async def job_id_for_request(self, request_id: str) -> str:
+        job_id = await self.connection.scalar(select(jobs.c.id).where(jobs.c.request_id == request_id))
+        if job_id is None:
+            raise NotFound(f"no job has request_id {request_id!r}")
+        return job_id
+
+    async def lock_job(self, job_id: str) -> Job:
+        """The job, row-locked until the transaction ends (PostgreSQL)."""
+        query = select(jobs).where(jobs.c.id == job_id)
+        if self.postgres:
+            query = query.with_for_update()
+        found = await self._jobs_from_rows(list(await self.connection.execute(query)))
+        if not found:
+            raise NotFound(f"job {job_id} does not exist")
+        return found[0]
+
+    async def load_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        loaded: list[Job] = []
+        for chunk in chunks(job_ids):
+            loaded += await self._jobs_from_rows(list(await self.connection.execute(select(jobs).where(jobs.c.id.in_(chunk)))))
+        return sorted(loaded, key=lambda job: (job.created_at, job.id))
+
+    async def update_job(self, job_id: str, **values: Any) -> None:
+        await self.connection.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    async def finish_job(self, job_id: str, status: JobStatus, now: datetime, **values: Any) -> None:
+        """A final status: the lease ends and the holds go (they no longer mean anything)."""
+        await self.update_job(job_id, status=status, lease_owner=None, lease_expires_at=None, updated_at=now, **values)
+        await self.connection.execute(delete(job_holds).where(job_holds.c.job_id == job_id))
+
+    async def list_jobs(self, where: ListFilter, after: tuple[datetime, str] | None, limit: int) -> list[Job]:
+        query = select(jobs).order_by(jobs.c.created_at, jobs.c.id).limit(limit)
+        if where.status is not None:
+            query = query.where(jobs.c.status == where.status)
+        if where.campaign_id is not None:
+            query = query.where(jobs.c.campaign_id == where.campaign_id)
+        if where.dependency is not None:
+            query = query.where(jobs_of_dependency(where.dependency))
+        if after is not None:
+            created_at, job_id = after
+            query = query.where(or_(jobs.c.created_at > created_at, and_(jobs.c.created_at == created_at, jobs.c.id > job_id)))
+        return await self._jobs_from_rows(list(await self.connection.execute(query)))
+
+    async def _jobs_from_rows(self, rows: list[Any]) -> list[Job]:
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        dependencies: dict[str, list[str]] = {job_id: [] for job_id in ids}
+        query = select(job_dependencies).where(job_dependencies.c.job_id.in_(ids)).order_by(job_dependencies.c.dependency)
+        for row in await self.connection.execute(query):
+            dependencies[row.job_id].append(row.dependency)
+        holds: dict[str, list[Hold]] = {job_id: [] for job_id in ids}
+        query = select(job_holds).where(job_holds.c.job_id.in_(ids)).order_by(job_holds.c.created_at, job_holds.c.kind, job_holds.c.dependency)
+        for row in await self.connection.execute(query):
+            holds[row.job_id].append(Hold(row.kind, row.dependency, row.revision, row.reason, row.created_at))
+        return [
+            Job(
+                id=row.id, campaign_id=row.campaign_id, job_type=row.job_type, dependencies=tuple(dependencies[row.id]),
+                payload=row.payload, status=row.status, attempts=row.attempts, max_attempts=row.max_attempts,
+                lease_owner=row.lease_owner, lease_expires_at=row.lease_expires_at, run_after=row.run_after,
+                last_error=row.last_error, holds=tuple(holds[row.id]), created_at=row.created_at, updated_at=row.updated_at,
+            )
+            for row in rows
+        ]
+
+    # -- the queue -----------------------------------------------------------------------------
+
+    async def claim(self, request: ClaimRequest, now: datetime) -> list[str]:
+        """Leases up to `max_jobs` runnable jobs, oldest first: pending, due, with no hold and no
+        dependency blocked in the mirror's states. One statement; SKIP LOCKED on PostgreSQL, so
+        concurrent claimers take different jobs instead of waiting for each other."""
+        candidate = jobs.alias("candidate")
+        dependency = job_dependencies.alias("dependency")
+        blocked = (
+            select(1)
+            .select_from(dependency.join(breaker_states, breaker_states.c.dependency == dependency.c.dependency))
+            .where(dependency.c.job_id == candidate.c.id, breaker_states.c.state.in_(BLOCKING_STATES))
+        )
+        conditions = [
+            candidate.c.status == JobStatus.PENDING,
+            candidate.c.run_after <= now,
+            ~exists().where(job_holds.c.job_id == candidate.c.id),
+            ~blocked.exists(),
+        ]
+        if request.dependencies:
+            other = job_dependencies.alias("other")
+            conditions.append(~exists().where(other.c.job_id == candidate.c.id, other.c.dependency.not_in(request.dependencies)))
+        if request.job_type is not None:
+            conditions.append(candidate.c.job_type == request.job_type)
+        chosen = select(candidate.c.id).where(*conditions).order_by(candidate.c.created_at, candidate.c.id).limit(request.max_jobs)
+        if self.postgres:
+            chosen = chosen.with_for_update(skip_locked=True, of=candidate)
+        statement = (
+            update(jobs)
+            .where(jobs.c.id.in_(chosen))
+            .values(
+                status=JobStatus.PROCESSING, lease_owner=request.worker_id,
+                lease_expires_at=now + timedelta(seconds=request.lease_s), updated_at=now,
+            )
+            .returning(jobs.c.id)
+        )
+        return list((await self.connection.execute(statement)).scalars())
+
+    async def has_expired_leases(self, now: datetime) -> bool:
+        processing = bindparam("processing", JobStatus.PROCESSING, type_=JOB_STATUS, literal_execute=True)
+        query = select(jobs.c.id).where(jobs.c.status == processing, jobs.c.lease_expires_at < now).limit(1)
+        return await self.connection.scalar(query) is not None
+
+    async def requeue_expired(self, now: datetime) -> list[str]:
+        """Processing jobs whose lease has ended go back to the queue (no attempt spent: the
+        worker, not the job, is gone); `settle` then holds those that must wait."""
+        expired = jobs.alias("expired")
+        # The status is inlined so that the partial index ix_jobs_lease applies to any plan.
+        processing = bindparam("processing", JobStatus.PROCESSING, type_=JOB_STATUS, literal_execute=True)
+        chosen = select(expired.c.id).where(expired.c.status == processing, expired.c.lease_expires_at < now)
+        if self.postgres:
+            chosen = chosen.with_for_update(skip_locked=True, of=expired)
+        statement = (
+            update(jobs)
+            .where(jobs.c.id.in_(chosen))
+            .values(
+                status=JobStatus.PENDING, lease_owner=None, lease_expires_at=None, updated_at=now,
+                last_error=literal("lease of ", Text) + jobs.c.lease_owner + literal(" expired", Text),
+            )
+            .returning(jobs.c.id)
+        )
+        job_ids = list((await self.connection.execute(statement)).scalars())
+        await self.settle(job_ids, now)
+        return job_ids
+
+    async def add_outcomes(self, outcomes: list[Outcome], now: datetime) -> None:
+        if outcomes:
+            rows = [{"dependency": o.dependency, "success": o.success, "duration_s": o.duration_s, "created_at": now} for o in outcomes]
+            await self.connection.execute(insert(breaker_outbox), rows)
+
+    # -- status --------------------------------------------------------------------------------
+
+    async def counts_by_status(self) -> dict[JobStatus, int]:
+        query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+        return {status: count for status, count in await self.connection.execute(query)}
+
+    async def counts_by_dependency(self) -> dict[str, dict[JobStatus, int]]:
+        query = (
+            select(job_dependencies.c.dependency, jobs.c.status, func.count())
+            .select_from(job_dependencies.join(jobs, jobs.c.id == job_dependencies.c.job_id))
+            .group_by(job_dependencies.c.dependency, jobs.c.status)
+        )
+        counts: dict[str, dict[JobStatus, int]] = {}
+        for dependency, status, count in await self.connection.execute(query):
+            counts.setdefault(dependency, {})[status] = count
+        return counts

@@ -1,0 +1,151 @@
+"""job_svc's schema as SQLAlchemy Core tables. Alembic migrations (job_svc/migrations) create
+it; a test checks that the migrated database matches these definitions.
+
+- `jobs`: one row per job; `job_dependencies`: the providers each job calls.
+- `job_holds`: why a job is paused (a job is paused while it has at least one hold).
+- `job_pauses`: the standing manual and campaign pauses, so jobs created later get the hold.
+- `breaker_outbox`: call outcomes waiting to be forwarded to breaker_svc.
+- `breaker_states` / `breaker_watch_cursor`: the breaker mirror (services.mirror).
+"""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.types import TypeDecorator
+
+from job_svc.domain import HoldKind, JobStatus
+from services.mirror import define_mirror_tables
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always UTC-aware in Python. SQLite keeps no zone: it stores UTC
+    without one, in a fixed format, so its text compares in time order."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _values(enum_type: type) -> list[str]:
+    return [member.value for member in enum_type]
+
+
+JOB_STATUS = Enum(JobStatus, name="job_status", values_callable=_values, validate_strings=True)
+HOLD_KIND = Enum(HoldKind, name="hold_kind", values_callable=_values, validate_strings=True)
+PAYLOAD = JSON().with_variant(postgresql.JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+
+def _where(predicate: TextClause) -> dict[str, TextClause]:
+    return {"postgresql_where": predicate, "sqlite_where": predicate}
+
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("campaign_id", String(36), nullable=True),
+    Column("job_type", String(100), nullable=False),
+    Column("payload", PAYLOAD, nullable=False),
+    Column("status", JOB_STATUS, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_expires_at", UtcDateTime, nullable=True),
+    Column("run_after", UtcDateTime, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("request_id", String(128), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # Claims walk pending jobs oldest first and stop at max_jobs; ListJobs pages by status too.
+    Index("ix_jobs_status_created", "status", "created_at", "id"),
+    # ListJobs without a status filter (keyset on created_at, id).
+    Index("ix_jobs_created", "created_at", "id"),
+    # Partial indexes below: a job without a lease, campaign or request id costs them nothing,
+    # which keeps the 20,000-row breaker UPDATEs cheaper.
+    # The lease sweeper: processing jobs whose lease has ended.
+    Index("ix_jobs_lease", "lease_expires_at", **_where(text("status = 'processing'"))),
+    Index("ix_jobs_campaign", "campaign_id", "created_at", **_where(text("campaign_id IS NOT NULL"))),
+    # An idempotency key names one job.
+    Index("uq_jobs_request_id", "request_id", unique=True, **_where(text("request_id IS NOT NULL"))),
+)
+
+job_dependencies = Table(
+    "job_dependencies",
+    metadata,
+    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("dependency", String(63), nullable=False),
+    PrimaryKeyConstraint("job_id", "dependency", name="pk_job_dependencies"),
+    # A breaker opening finds the jobs of its dependency.
+    Index("ix_job_dependencies_dependency", "dependency", "job_id"),
+)
+
+job_holds = Table(
+    "job_holds",
+    metadata,
+    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", HOLD_KIND, nullable=False),
+    Column("dependency", String(63), nullable=False),  # '' for campaign holds
+    Column("revision", BigInteger, nullable=False),  # breaker holds; 0 for the others
+    Column("reason", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("job_id", "kind", "dependency", name="pk_job_holds"),
+    # Removing one dependency's (or campaign's) holds from every job.
+    Index("ix_job_holds_kind_dependency", "kind", "dependency", "job_id"),
+)
+
+job_pauses = Table(
+    "job_pauses",
+    metadata,
+    Column("kind", HOLD_KIND, nullable=False),  # manual or campaign
+    Column("key", String(63), nullable=False),  # the dependency or the campaign id
+    Column("reason", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("kind", "key", name="pk_job_pauses"),
+)
+
+breaker_outbox = Table(
+    "breaker_outbox",
+    metadata,
+    Column("id", SERIAL, primary_key=True, autoincrement=True),
+    Column("dependency", String(63), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("duration_s", Float, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+breaker_states, breaker_watch_cursor = define_mirror_tables(metadata)

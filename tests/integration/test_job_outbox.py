@@ -1,0 +1,69 @@
+"""Outcomes reach breaker_svc through the outbox: job calls succeed while breaker_svc is down,
+and the forwarder delivers everything, in order, once it is back."""
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from breaker.v1 import breaker_pb2, breaker_pb2_grpc
+from job.v1 import job_pb2
+from sqlalchemy import func, select
+
+from job_svc.tables import breaker_outbox
+from tests.support.job import claim_request, create_jobs, running_jobs, unique
+from tests.support.processes import free_port
+
+
+class RecordingBreaker(breaker_pb2_grpc.BreakerServiceServicer):
+    """Stands in for breaker_svc: remembers the outcomes it is sent."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, int]] = []
+
+    async def RecordOutcomes(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        count = 0
+        async for request in request_iterator:
+            self.received.append((request.dependency, request.result))
+            count += 1
+        return breaker_pb2.RecordOutcomesResponse(recorded_count=count)
+
+    async def WatchTransitions(self, request, context):  # type: ignore[no-untyped-def]
+        await asyncio.Event().wait()  # a quiet stream: job_svc's mirror just waits
+        yield breaker_pb2.WatchTransitionsResponse()
+
+
+@pytest.fixture(params=["postgres_url", "sqlite_url"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue(request.param)
+
+
+async def test_outcomes_wait_in_the_outbox_while_breaker_svc_is_down_then_arrive_in_order(database_url: str) -> None:
+    port = free_port()
+    async with running_jobs(database_url, background=True, breaker_target=f"127.0.0.1:{port}") as svc:
+        a, b = unique(), unique()
+        first, second = await create_jobs(svc.stub, [a, b], 2)
+        await svc.stub.ClaimJobs(claim_request("w", [a, b], 2))
+        await svc.stub.CompleteJob(job_pb2.CompleteJobRequest(id=first.id, worker_id="w"))
+        failed = await svc.stub.FailJob(job_pb2.FailJobRequest(id=second.id, worker_id="w", error="503", failed_dependency=b))
+        assert failed.job.status == job_pb2.JOB_STATUS_PENDING  # breaker_svc down: the call still succeeds
+
+        async def outbox_size() -> int:
+            async with svc.app.engine.connect() as connection:
+                return await connection.scalar(select(func.count()).select_from(breaker_outbox))
+
+        assert await outbox_size() == 3
+        breaker = RecordingBreaker()
+        server = grpc.aio.server()
+        breaker_pb2_grpc.add_BreakerServiceServicer_to_server(breaker, server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        try:
+            deadline = time.monotonic() + 15
+            while (len(breaker.received) < 3 or await outbox_size()) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await server.stop(0)
+        success, failure = breaker_pb2.CALL_RESULT_SUCCESS, breaker_pb2.CALL_RESULT_FAILURE
+        assert breaker.received == [(d, success) for d in sorted([a, b])] + [(b, failure)]
+        assert await outbox_size() == 0
