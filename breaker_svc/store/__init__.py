@@ -6,6 +6,8 @@ breaker and the store's clock, and the store applies it atomically, retrying it 
 writer won (compare-and-swap), so racing replicas never emit two events for one change.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -85,10 +87,10 @@ class BreakerStore(Protocol):
     async def close(self) -> None: ...
 
 
-def create_store(settings: "BreakerSettings") -> BreakerStore:
+def create_store(settings: BreakerSettings) -> BreakerStore:
     """The store the settings name: `memory` (embedded default) or `redis`."""
     if settings.store == "redis":
-        from breaker_svc.store.redis import RedisStore
+        from breaker_svc.store.redis_store import RedisStore
 
         return RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix, retention=settings.event_retention)
     from breaker_svc.store.memory import MemoryStore

@@ -4,6 +4,8 @@ One asyncio lock makes each mutation atomic within the process; there is no othe
 fn runs once. The log keeps the newest `retention` events; older revisions are "not retained".
 """
 
+from __future__ import annotations
+
 import asyncio
 import dataclasses
 import time
@@ -65,7 +67,8 @@ class MemoryStore:
         if self._revision == revision:
             async with self._appended:
                 try:
-                    await asyncio.wait_for(self._appended.wait_for(lambda: self._revision != revision), timeout_s)
+                    async with asyncio.timeout(timeout_s):
+                        await self._appended.wait_for(lambda: self._revision != revision)
                 except TimeoutError:
                     return []
         return await self.events_after(revision, limit)

@@ -1,0 +1,89 @@
+"""breaker.v1.BreakerService over grpc.aio: proto -> use case -> proto, nothing more.
+
+Errors are raised as services.errors exceptions; the server interceptor maps them to status codes.
+"""
+
+from collections.abc import AsyncIterator
+
+import grpc
+from breaker.v1 import breaker_pb2 as pb
+from breaker.v1 import breaker_pb2_grpc
+
+from breaker_svc import convert
+from breaker_svc.usecases import MAX_BATCH, BreakerUseCases
+from services.errors import InvalidArgument
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BreakerService"].full_name
+ADMIN_METHODS = frozenset(
+    f"/{SERVICE_NAME}/{method}" for method in ("ConfigureBreaker", "ForceOpen", "ForceClose", "ResetBreaker")
+)
+
+
+class BreakerServicer(breaker_pb2_grpc.BreakerServiceServicer):
+    def __init__(self, use_cases: BreakerUseCases) -> None:
+        self._use_cases = use_cases
+
+    async def RecordOutcome(self, request: pb.RecordOutcomeRequest, context: grpc.aio.ServicerContext) -> pb.RecordOutcomeResponse:
+        mutation = await self._use_cases.record_outcome(convert.outcome_from_proto(request))
+        response = pb.RecordOutcomeResponse(breaker=convert.breaker_to_proto(mutation.breaker, mutation.now))
+        if mutation.event is not None:
+            response.transition.CopyFrom(convert.transition_to_proto(mutation.event))
+        return response
+
+    async def RecordOutcomes(
+        self, request_iterator: AsyncIterator[pb.RecordOutcomesRequest], context: grpc.aio.ServicerContext
+    ) -> pb.RecordOutcomesResponse:
+        outcomes = []
+        async for request in request_iterator:
+            if len(outcomes) == MAX_BATCH:
+                raise InvalidArgument(f"a batch may hold at most {MAX_BATCH} outcomes")
+            outcomes.append(convert.outcome_from_proto(request))
+        mutations = await self._use_cases.record_outcomes(outcomes)
+        last = {m.breaker.dependency: m for m in mutations}  # each breaker as it was after the batch
+        return pb.RecordOutcomesResponse(
+            recorded_count=len(outcomes),
+            breakers=[convert.breaker_to_proto(m.breaker, m.now) for _, m in sorted(last.items())],
+        )
+
+    async def Acquire(self, request: pb.AcquireRequest, context: grpc.aio.ServicerContext) -> pb.AcquireResponse:
+        permission = await self._use_cases.acquire(request.dependency)
+        response = pb.AcquireResponse(permitted=permission.permitted, state=convert.state_to_proto(permission.state))
+        if permission.retry_after_s > 0:
+            response.retry_after.CopyFrom(convert.duration(permission.retry_after_s))
+        return response
+
+    async def GetBreaker(self, request: pb.GetBreakerRequest, context: grpc.aio.ServicerContext) -> pb.GetBreakerResponse:
+        seen = await self._use_cases.get(request.dependency)
+        return pb.GetBreakerResponse(breaker=convert.breaker_to_proto(seen.breaker, seen.now))
+
+    async def ListBreakers(self, request: pb.ListBreakersRequest, context: grpc.aio.ServicerContext) -> pb.ListBreakersResponse:
+        page = await self._use_cases.list(request.page_size, request.page_token, convert.state_from_proto(request.state))
+        return pb.ListBreakersResponse(
+            breakers=[convert.breaker_to_proto(b, page.now) for b in page.breakers], next_page_token=page.next_page_token
+        )
+
+    async def ConfigureBreaker(
+        self, request: pb.ConfigureBreakerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ConfigureBreakerResponse:
+        updates = convert.config_updates_from_proto(request.config, list(request.update_mask.paths))
+        mutation = await self._use_cases.configure(request.dependency, updates)
+        return pb.ConfigureBreakerResponse(breaker=convert.breaker_to_proto(mutation.breaker, mutation.now))
+
+    async def ForceOpen(self, request: pb.ForceOpenRequest, context: grpc.aio.ServicerContext) -> pb.ForceOpenResponse:
+        mutation = await self._use_cases.force_open(request.dependency, request.reason)
+        return pb.ForceOpenResponse(breaker=convert.breaker_to_proto(mutation.breaker, mutation.now))
+
+    async def ForceClose(self, request: pb.ForceCloseRequest, context: grpc.aio.ServicerContext) -> pb.ForceCloseResponse:
+        mutation = await self._use_cases.force_close(request.dependency, request.reason)
+        return pb.ForceCloseResponse(breaker=convert.breaker_to_proto(mutation.breaker, mutation.now))
+
+    async def ResetBreaker(self, request: pb.ResetBreakerRequest, context: grpc.aio.ServicerContext) -> pb.ResetBreakerResponse:
+        mutation = await self._use_cases.reset(request.dependency)
+        return pb.ResetBreakerResponse(breaker=convert.breaker_to_proto(mutation.breaker, mutation.now))
+
+    async def WatchTransitions(
+        self, request: pb.WatchTransitionsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchTransitionsResponse]:
+        from_revision = request.from_revision if request.HasField("from_revision") else None
+        async for item in self._use_cases.watch(from_revision, request.dependencies):
+            yield convert.watch_item_to_proto(item)

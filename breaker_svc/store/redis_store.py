@@ -1,0 +1,192 @@
+"""The production store: breakers, the revision counter and the event stream in Redis.
+
+Keys (all under one prefix, none with a TTL):
+  <prefix>breaker:<dependency>  hash {json, revision, state}: the breaker
+  <prefix>dependencies          zset (score 0): every dependency name, for lexical paging
+  <prefix>revision              the deployment-wide revision counter
+  <prefix>events                stream of transitions, id <revision>-0, MAXLEN ~ retention
+  <prefix>open_until            zset: OPEN breakers scored by when they may go HALF_OPEN
+
+A mutation reads the breaker with the server's clock (one script), runs the pure function, and
+commits with a compare-and-swap script that also takes the revision and appends the event. The
+JSON is stored with revision 0; the hash's `revision` field is the authoritative one, because
+only the script knows the revision it takes.
+
+Every Redis round trip is bounded by `op_timeout_s` with `asyncio.timeout` (a TimeoutError, which
+callers see as UNAVAILABLE). The client gets no `socket_timeout`: with one, redis-py sends through
+`asyncio.wait_for`, which on Python 3.11 swallows a cancellation that lands as the send completes,
+so background tasks could not be stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from pathlib import Path
+
+import redis.asyncio
+
+from breaker_svc.domain import Breaker, BreakerState, Change
+from breaker_svc.store import MAX_CAS_ATTEMPTS, Event, MutateFn, Mutation, R, Snapshot
+from services.errors import Aborted
+
+_SCRIPTS = Path(__file__).parent
+_LIST_CHUNK = 200
+
+
+def _script(name: str) -> str:
+    return (_SCRIPTS / f"{name}.lua").read_text()
+
+
+def _seconds(seconds: str | int, microseconds: str | int) -> float:
+    return int(seconds) + int(microseconds) / 1_000_000
+
+
+class RedisStore:
+    def __init__(
+        self, client: redis.asyncio.Redis, prefix: str = "breaker:", retention: int = 10_000, op_timeout_s: float = 5.0
+    ) -> None:
+        self._redis = client
+        self._timeout_s = op_timeout_s
+        self._prefix = prefix
+        self._retention = retention
+        self._deps_key = f"{prefix}dependencies"
+        self._revision_key = f"{prefix}revision"
+        self._events_key = f"{prefix}events"
+        self._open_until_key = f"{prefix}open_until"
+        self._read = client.register_script(_script("read"))
+        self._commit = client.register_script(_script("commit"))
+        self._snapshot = client.register_script(_script("snapshot"))
+        self._due = client.register_script(_script("due"))
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "breaker:", retention: int = 10_000) -> "RedisStore":
+        client = redis.asyncio.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=None,  # see the module docstring; op_timeout_s bounds every call instead
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+            health_check_interval=30,
+        )
+        return cls(client, prefix, retention)
+
+    def _breaker_key(self, dependency: str) -> str:
+        return f"{self._prefix}breaker:{dependency}"
+
+    async def mutate(self, dependency: str, fn: MutateFn[R]) -> Mutation[R]:
+        key = self._breaker_key(dependency)
+        for attempt in range(MAX_CAS_ATTEMPTS):
+            async with asyncio.timeout(self._timeout_s):
+                raw, stored_revision, seconds, microseconds = await self._read(keys=[key])
+            now = _seconds(seconds, microseconds)
+            current = _decode(raw, stored_revision) if raw else None
+            breaker, change, result = fn(current, now)
+            new_json = _encode(breaker)
+            if change is None and new_json == raw:
+                return Mutation(dataclasses.replace(breaker, revision=int(stored_revision or 0)), None, result, now)
+            async with asyncio.timeout(self._timeout_s):
+                committed, revision = await self._commit(
+                    keys=[key, self._deps_key, self._revision_key, self._events_key, self._open_until_key],
+                    args=[
+                        raw or "",
+                        new_json,
+                        dependency,
+                        change.to_json() if change is not None else "",
+                        self._retention,
+                        breaker.state.value,
+                        _open_until(breaker),
+                    ],
+                )
+            if committed:
+                event = Event(int(revision), change) if change is not None else None
+                return Mutation(dataclasses.replace(breaker, revision=int(revision)), event, result, now)
+            await asyncio.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
+        raise Aborted(f"breaker {dependency!r} is changing too fast; retry")
+
+    async def get(self, dependency: str) -> Breaker | None:
+        async with asyncio.timeout(self._timeout_s):
+            raw, revision = await self._redis.hmget(self._breaker_key(dependency), ["json", "revision"])
+        return _decode(raw, revision) if raw else None
+
+    async def list(self, after: str | None, limit: int, state: BreakerState | None) -> list[Breaker]:
+        found: list[Breaker] = []
+        start = f"({after}" if after is not None else "-"
+        while len(found) < limit:
+            async with asyncio.timeout(self._timeout_s):
+                names = await self._redis.zrangebylex(self._deps_key, start, "+", start=0, num=_LIST_CHUNK)
+                if not names:
+                    break
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for name in names:
+                        pipe.hmget(self._breaker_key(name), ["json", "revision", "state"])
+                    rows = await pipe.execute()
+            for raw, revision, stored_state in rows:
+                if raw and (state is None or stored_state == state.value):
+                    found.append(_decode(raw, revision))
+            start = f"({names[-1]}"
+        return found[:limit]
+
+    async def snapshot(self, dependencies: frozenset[str] | None) -> Snapshot:
+        which = ["all"] if dependencies is None else ["some", *sorted(dependencies)]
+        async with asyncio.timeout(self._timeout_s):
+            out = await self._snapshot(keys=[self._deps_key, self._revision_key], args=[f"{self._prefix}breaker:", *which])
+        revision, seconds, microseconds, rest = int(out[0]), out[1], out[2], out[3:]
+        breakers = tuple(_decode(rest[i + 1], rest[i + 2]) for i in range(0, len(rest), 3))
+        return Snapshot(revision, breakers, _seconds(seconds, microseconds))
+
+    async def events_after(self, revision: int, limit: int) -> list[Event] | None:
+        async with asyncio.timeout(self._timeout_s), self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._revision_key)
+            pipe.xrange(self._events_key, min=f"{revision + 1}-0", max="+", count=limit)
+            current, entries = await pipe.execute()
+        current = int(current or 0)
+        if revision > current:
+            return None  # the log was lost (e.g. Redis flushed): the caller must start over
+        events = [Event(_revision_of(entry_id), Change.from_json(fields["change"])) for entry_id, fields in entries]
+        if revision < current and (not events or events[0].revision != revision + 1):
+            return None  # trimmed past `revision`
+        return events
+
+    async def tail(self, revision: int, timeout_s: float, limit: int) -> list[Event] | None:
+        events = await self.events_after(revision, limit)
+        if events != []:
+            return events
+        async with asyncio.timeout(timeout_s + self._timeout_s):
+            await self._redis.xread({self._events_key: f"{revision}-0"}, count=1, block=max(1, int(timeout_s * 1000)))
+        return await self.events_after(revision, limit)
+
+    async def current_revision(self) -> int:
+        async with asyncio.timeout(self._timeout_s):
+            return int(await self._redis.get(self._revision_key) or 0)
+
+    async def due_for_half_open(self) -> list[str]:
+        async with asyncio.timeout(self._timeout_s):
+            return list(await self._due(keys=[self._open_until_key]))
+
+    async def now(self) -> float:
+        async with asyncio.timeout(self._timeout_s):
+            seconds, microseconds = await self._redis.time()
+        return _seconds(seconds, microseconds)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _encode(breaker: Breaker) -> str:
+    return dataclasses.replace(breaker, revision=0).to_json()
+
+
+def _decode(raw: str, revision: str | int | None) -> Breaker:
+    return dataclasses.replace(Breaker.from_json(raw), revision=int(revision or 0))
+
+
+def _revision_of(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+def _open_until(breaker: Breaker) -> str:
+    if breaker.state == BreakerState.OPEN and breaker.open_until is not None:
+        return repr(breaker.open_until)
+    return ""

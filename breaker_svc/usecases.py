@@ -1,0 +1,261 @@
+"""The breaker service's use cases: validate the input, then mutate or read through the store.
+
+Every state change goes through `store.mutate` with a pure function of the domain, so the
+store's atomic commit is the only way state changes. Errors are services.errors exceptions; the
+server interceptor maps them to status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from breaker_svc import domain, metrics
+from breaker_svc.domain import Breaker, BreakerConfig, BreakerState, Change, Permission
+from breaker_svc.hub import TransitionHub, WatchItem
+from breaker_svc.store import BreakerStore, Mutation, MutateFn, R
+from services import pagination
+from services.errors import InvalidArgument, NotFound
+
+log = structlog.get_logger()
+
+MAX_REASON_LENGTH = 1000
+MAX_BATCH = 10_000
+MAX_WATCHED_DEPENDENCIES = 100
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(BreakerConfig))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One call's result as a caller reports it. `success` None means the result was left unset."""
+
+    dependency: str
+    success: bool | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A breaker and the store time it was read at (time-based figures depend on it)."""
+
+    breaker: Breaker
+    now: float
+
+
+@dataclass(frozen=True)
+class Page:
+    breakers: list[Breaker]
+    next_page_token: str
+    now: float
+
+
+def validate_outcome(outcome: Outcome) -> Outcome:
+    domain.validate_dependency_name(outcome.dependency)
+    if outcome.success is None:
+        raise InvalidArgument("result is required: CALL_RESULT_SUCCESS or CALL_RESULT_FAILURE")
+    if outcome.duration_s is not None and not (math.isfinite(outcome.duration_s) and outcome.duration_s >= 0):
+        raise InvalidArgument(f"duration must not be negative, got {outcome.duration_s}s")
+    return outcome
+
+
+def validate_reason(reason: str) -> str:
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidArgument(f"reason must be at most {MAX_REASON_LENGTH} characters, got {len(reason)}")
+    return reason
+
+
+class BreakerUseCases:
+    def __init__(self, store: BreakerStore, hub: TransitionHub, default_config: BreakerConfig) -> None:
+        self._store = store
+        self._hub = hub
+        self._default_config = default_config.validated()
+
+    # --- outcomes and permissions ---------------------------------------------------------
+
+    async def record_outcome(self, outcome: Outcome) -> Mutation[int]:
+        return (await self.record_outcomes([outcome]))[-1]
+
+    async def record_outcomes(self, outcomes: Iterable[Outcome]) -> list[Mutation[int]]:
+        """Records the outcomes in order; one mutation per run of a dependency up to each change.
+
+        Outcomes are validated before any is recorded, so a bad one records none of the batch.
+        """
+        batch = [validate_outcome(o) for o in outcomes]
+        if len(batch) > MAX_BATCH:
+            raise InvalidArgument(f"a batch may hold at most {MAX_BATCH} outcomes, got {len(batch)}")
+        mutations: list[Mutation[int]] = []
+        i = 0
+        while i < len(batch):
+            run = _same_dependency_run(batch, i)
+            mutation = await self._mutate(run[0].dependency, self._recording(run))
+            i += mutation.result
+            mutations.append(mutation)
+            for success in (True, False):
+                count = sum(1 for o in run[: mutation.result] if o.success is success)
+                if count:
+                    metrics.observe_calls(run[0].dependency, success, count)
+        return mutations
+
+    def _recording(self, run: list[Outcome]) -> MutateFn[int]:
+        """Records the run's outcomes up to (and including) the first one that changes state."""
+
+        def fn(b: Breaker | None, now: float) -> tuple[Breaker, Change | None, int]:
+            b = b or self._new(run[0].dependency, now)
+            for n, outcome in enumerate(run, start=1):
+                b, change = domain.record_outcome(b, bool(outcome.success), outcome.duration_s, now)
+                if change is not None:
+                    return b, change, n
+            return b, None, len(run)
+
+        return fn
+
+    async def acquire(self, dependency: str) -> Permission:
+        domain.validate_dependency_name(dependency)
+
+        def fn(b: Breaker | None, now: float) -> tuple[Breaker, Change | None, Permission]:
+            b, permission, change = domain.acquire(b or self._new(dependency, now), now)
+            return b, change, permission
+
+        return (await self._mutate(dependency, fn)).result
+
+    async def advance(self, dependency: str) -> Mutation[None]:
+        """The timer's step: OPEN -> HALF_OPEN when the wait has elapsed (a no-op otherwise)."""
+
+        def fn(b: Breaker | None, now: float) -> tuple[Breaker, Change | None, None]:
+            if b is None:
+                raise NotFound(f"no breaker for dependency {dependency!r}")
+            return *domain.advance(b, now), None
+
+        return await self._mutate(dependency, fn)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def get(self, dependency: str) -> Seen:
+        domain.validate_dependency_name(dependency)
+        breaker = await self._store.get(dependency)
+        if breaker is None:
+            raise NotFound(f"no breaker for dependency {dependency!r}: it has never been seen")
+        return Seen(breaker, await self._store.now())
+
+    async def list(self, page_size: int, page_token: str, state: BreakerState | None) -> Page:
+        limit = pagination.page_size(page_size)
+        filters = {"state": state.value if state is not None else ""}
+        position = pagination.decode_page_token(page_token, filters)
+        after = _token_position(position)
+        breakers = await self._store.list(after, limit + 1, state)
+        more = len(breakers) > limit
+        breakers = breakers[:limit]
+        token = pagination.encode_page_token({"after": breakers[-1].dependency}, filters) if more else ""
+        return Page(breakers, token, await self._store.now())
+
+    # --- admin ----------------------------------------------------------------------------
+
+    async def configure(self, dependency: str, updates: dict[str, Any]) -> Mutation[None]:
+        """Applies `updates` (BreakerConfig field -> value) on top of the breaker's configuration."""
+        domain.validate_dependency_name(dependency)
+        unknown = sorted(set(updates) - CONFIG_FIELDS)
+        if unknown:
+            raise InvalidArgument(f"unknown config field(s): {', '.join(unknown)}")
+        if not updates:
+            raise InvalidArgument("config sets no field to change (set non-zero values or name them in update_mask)")
+
+        def fn(b: Breaker | None, now: float) -> tuple[Breaker, Change | None, None]:
+            b = b or self._new(dependency, now)
+            return *domain.configure(b, dataclasses.replace(b.config, **updates), now), None
+
+        return await self._mutate(dependency, fn)
+
+    async def force_open(self, dependency: str, reason: str) -> Mutation[None]:
+        return await self._force(dependency, validate_reason(reason), domain.force_open)
+
+    async def force_close(self, dependency: str, reason: str) -> Mutation[None]:
+        return await self._force(dependency, validate_reason(reason), domain.force_close)
+
+    async def _force(self, dependency: str, reason: str, force: Any) -> Mutation[None]:
+        domain.validate_dependency_name(dependency)
+
+        def fn(b: Breaker | None, now: float) -> tuple[Breaker, Change | None, None]:
+            return *force(b or self._new(dependency, now), reason, now), None
+
+        return await self._mutate(dependency, fn)
+
+    async def reset(self, dependency: str) -> Mutation[None]:
+        domain.validate_dependency_name(dependency)
+
+        def fn(b: Breaker | None, now: float) -> tuple[Breaker, Change | None, None]:
+            if b is None:
+                raise NotFound(f"no breaker for dependency {dependency!r}: it has never been seen")
+            return *domain.reset(b, now), None
+
+        return await self._mutate(dependency, fn)
+
+    # --- the transition stream ------------------------------------------------------------
+
+    def watch(self, from_revision: int | None, dependencies: Iterable[str]) -> AsyncIterator[WatchItem]:
+        if from_revision is not None and from_revision < 0:
+            raise InvalidArgument(f"from_revision must not be negative, got {from_revision}")
+        names = frozenset(dependencies)
+        if len(names) > MAX_WATCHED_DEPENDENCIES:
+            raise InvalidArgument(f"dependencies may name at most {MAX_WATCHED_DEPENDENCIES}, got {len(names)}")
+        for name in names:
+            domain.validate_dependency_name(name)
+        return self._hub.watch(from_revision, names or None)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _new(self, dependency: str, now: float) -> Breaker:
+        return domain.new_breaker(dependency, self._default_config, now)
+
+    async def _mutate(self, dependency: str, fn: MutateFn[R]) -> Mutation[R]:
+        mutation = await self._store.mutate(dependency, fn)
+        if mutation.event is not None:
+            change = mutation.event.change
+            metrics.observe_transition(dependency, change.from_state, change.to_state)
+            log.info(
+                "breaker_transition",
+                dependency=dependency,
+                revision=mutation.event.revision,
+                from_state=change.from_state.value,
+                to_state=change.to_state.value,
+                reason=change.reason,
+            )
+        return mutation
+
+
+def _same_dependency_run(batch: list[Outcome], start: int) -> list[Outcome]:
+    end = start
+    while end < len(batch) and batch[end].dependency == batch[start].dependency:
+        end += 1
+    return batch[start:end]
+
+
+def _token_position(position: dict[str, Any] | None) -> str | None:
+    if position is None:
+        return None
+    after = position.get("after")
+    if not isinstance(after, str):
+        raise InvalidArgument("page_token is malformed")
+    return after
+
+
+async def run_open_timer(use_cases: BreakerUseCases, store: BreakerStore, interval_s: float) -> None:
+    """Turns OPEN breakers HALF_OPEN when their wait elapses, with no traffic needed.
+
+    Every replica runs one; the compare-and-swap makes them idempotent: one commits the change,
+    the others find HALF_OPEN already and change nothing.
+    """
+    while True:
+        try:
+            for dependency in await store.due_for_half_open():
+                await use_cases.advance(dependency)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - an outage must not end the timer
+            log.warning("open_timer_failed", exc_info=True)
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,224 @@
+"""WatchTransitions over a real channel: snapshot, replay, reset, heartbeats, filter, overflow."""
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+import redis.asyncio
+from breaker.v1 import breaker_pb2 as pb
+
+from breaker_svc.__main__ import BreakerApp
+from breaker_svc.domain import BreakerState
+from tests.support.breaker import FAST_CONFIG, eventually, fail, make_store, running_app, watch
+
+S = pb.BreakerState
+QUIET_CONFIG = dataclasses.replace(FAST_CONFIG, open_wait_s=60.0)  # no timer transitions mid-test
+STORES = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+
+
+@pytest.fixture(params=STORES)
+async def service(request: pytest.FixtureRequest, redis_url: str, redis_prefix: str) -> AsyncIterator[tuple[BreakerApp, object]]:
+    store = make_store(request.param, redis_url, redis_prefix, retention=10)
+    async with running_app(store, default_config=QUIET_CONFIG, heartbeat_s=0.1) as running:
+        yield running
+
+
+async def flip(app: BreakerApp, dependency: str, times: int) -> int:
+    """Alternates force open / force close; returns the last revision."""
+    revision = 0
+    for _ in range(times):
+        current = await app.store.get(dependency)
+        opened = current is not None and current.state is BreakerState.FORCED_OPEN
+        force = app.use_cases.force_close if opened else app.use_cases.force_open
+        revision = (await force(dependency, "test")).event.revision
+    return revision
+
+
+async def test_without_a_revision_a_snapshot_comes_first_then_live_transitions(service) -> None:
+    app, stub = service
+    await fail(stub, "openai", 4)
+    stream = watch(stub)
+
+    snapshot = await stream.next_of("snapshot")
+    assert (snapshot.revision, snapshot.reset) == (1, False)
+    assert [(b.dependency, b.state, b.revision) for b in snapshot.breakers] == [("openai", S.BREAKER_STATE_OPEN, 1)]
+    assert snapshot.breakers[0].config.half_open_permitted_calls == 2
+
+    await stub.ForceOpen(pb.ForceOpenRequest(dependency="apollo", reason="maintenance"))
+    transition = await stream.next_of("transition")
+    assert (transition.revision, transition.dependency, transition.to_state) == (2, "apollo", S.BREAKER_STATE_FORCED_OPEN)
+    assert transition.reason == "maintenance"
+    stream.cancel()
+
+
+async def test_from_a_retained_revision_every_later_event_is_replayed_in_order_then_live(service) -> None:
+    app, stub = service
+    await flip(app, "apollo", 5)
+    stream = watch(stub, from_revision=2)
+
+    replayed = await stream.transitions(3)
+    assert [t.revision for t in replayed] == [3, 4, 5]
+    await flip(app, "openai", 1)
+    assert (await stream.next_of("transition")).revision == 6
+    assert all(m.WhichOneof("event") != "snapshot" for m in stream.received)
+    stream.cancel()
+
+
+async def test_from_the_current_revision_only_live_transitions_follow(service) -> None:
+    app, stub = service
+    await flip(app, "apollo", 3)
+    stream = watch(stub, from_revision=3)
+
+    assert (await stream.next_of("heartbeat")).revision == 3
+    await flip(app, "openai", 1)
+    assert (await stream.next_of("transition")).revision == 4
+    assert all(m.WhichOneof("event") != "snapshot" for m in stream.received)
+    stream.cancel()
+
+
+async def test_a_revision_newer_than_the_log_gets_a_reset_snapshot(service) -> None:
+    app, stub = service
+    await flip(app, "apollo", 3)
+    stream = watch(stub, from_revision=99)
+
+    message = await stream.next()
+    assert message.WhichOneof("event") == "snapshot"
+    assert (message.snapshot.revision, message.snapshot.reset) == (3, True)
+    assert [b.dependency for b in message.snapshot.breakers] == ["apollo"]
+    stream.cancel()
+
+
+async def test_a_revision_no_longer_retained_gets_a_reset_snapshot(service) -> None:
+    app, stub = service
+    last = await flip(app, "apollo", 150)  # retention is 10 (Redis trims in whole nodes of 100)
+    stream = watch(stub, from_revision=1)
+
+    message = await stream.next()
+    assert message.WhichOneof("event") == "snapshot"
+    assert (message.snapshot.revision, message.snapshot.reset) == (last, True)
+    stream.cancel()
+
+
+async def test_heartbeats_carry_the_current_revision_even_for_filtered_subscribers(service) -> None:
+    app, stub = service
+    await flip(app, "apollo", 2)
+    stream = watch(stub, dependencies=("openai",))
+
+    snapshot = await stream.next_of("snapshot")
+    assert snapshot.revision == 2 and len(snapshot.breakers) == 0
+    assert (await stream.next_of("heartbeat")).revision == 2
+    await flip(app, "apollo", 1)
+
+    async def heartbeat_at_3() -> bool:
+        return (await stream.next_of("heartbeat")).revision == 3
+
+    await eventually(heartbeat_at_3)
+    assert all(m.WhichOneof("event") != "transition" for m in stream.received)
+    stream.cancel()
+
+
+async def test_a_dependency_filter_limits_the_snapshot_and_the_transitions(service) -> None:
+    app, stub = service
+    await flip(app, "apollo", 1)
+    await flip(app, "openai", 1)
+    stream = watch(stub, dependencies=("openai", "perplexity"))
+
+    snapshot = await stream.next_of("snapshot")
+    assert [b.dependency for b in snapshot.breakers] == ["openai"]
+    await flip(app, "apollo", 1)
+    await flip(app, "perplexity", 1)
+    transition = await stream.next_of("transition")
+    assert (transition.dependency, transition.revision) == ("perplexity", 4)
+    stream.cancel()
+
+    replay = watch(stub, from_revision=0, dependencies=("apollo",))
+    assert [t.revision for t in await replay.transitions(2)] == [1, 3]
+    replay.cancel()
+
+
+async def test_a_subscriber_that_reconnects_with_its_last_revision_misses_nothing(service) -> None:
+    app, stub = service
+    stream = watch(stub)
+    await stream.next_of("snapshot")
+    await flip(app, "apollo", 3)
+    last = (await stream.transitions(3))[-1].revision
+    stream.cancel()
+
+    await flip(app, "openai", 4)
+    await flip(app, "apollo", 1)
+    resumed = watch(stub, from_revision=last)
+    await flip(app, "instantly", 2)
+
+    revisions = [t.revision for t in await resumed.transitions(7)]
+    assert revisions == list(range(last + 1, last + 8))
+    assert (await resumed.next_of("heartbeat")).revision == last + 7  # and nothing more came
+    assert [m.WhichOneof("event") for m in resumed.received].count("transition") == 7
+    resumed.cancel()
+
+
+@pytest.mark.parametrize("value", [{"from_revision": -1}, {"dependencies": ["Bad Name"]}, {"dependencies": [""]}])
+async def test_bad_watch_requests_are_invalid_argument(service, value: dict) -> None:
+    _, stub = service
+    stream = stub.WatchTransitions(pb.WatchTransitionsRequest(**value))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stream.read()
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_subscriber_that_falls_behind_is_ended_with_resource_exhausted_and_resumes() -> None:
+    from breaker_svc.store.memory import MemoryStore
+
+    async with running_app(MemoryStore(), default_config=QUIET_CONFIG, watch_buffer=3) as (app, stub):
+        stream = watch(stub)
+        await stream.next_of("snapshot")
+        await flip(app, "apollo", 10)  # committed in one go: the hub hands all ten over at once
+
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            while True:
+                await stream.next()
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        delivered = [m.transition.revision for m in stream.received if m.WhichOneof("event") == "transition"]
+        assert delivered == [1, 2, 3]  # the buffer's worth, none skipped
+        assert raised.value.details() == "fell behind at revision 3; resume with from_revision=3"
+
+        resumed = watch(stub, from_revision=3)
+        assert [t.revision for t in await resumed.transitions(7)] == list(range(4, 11))
+        resumed.cancel()
+
+
+async def test_shutdown_ends_the_streams_cleanly() -> None:
+    from breaker_svc.store.memory import MemoryStore
+
+    async with running_app(MemoryStore()) as (app, stub):
+        stream = watch(stub)
+        await stream.next_of("snapshot")
+        await app.host.stop()
+
+        with pytest.raises(EOFError):
+            while True:
+                await stream.next()
+        assert await stream.call.code() == grpc.StatusCode.OK
+
+
+@pytest.mark.redis
+async def test_a_lost_redis_log_sends_live_subscribers_a_reset_snapshot(redis_url: str, redis_prefix: str) -> None:
+    store = make_store("redis", redis_url, redis_prefix)
+    async with running_app(store, default_config=QUIET_CONFIG, heartbeat_s=0.1) as (app, stub):
+        stream = watch(stub)
+        await stream.next_of("snapshot")
+        await flip(app, "apollo", 3)
+        await stream.transitions(3)
+        client = redis.asyncio.from_url(redis_url)
+        await client.delete(*[key async for key in client.scan_iter(match=f"{redis_prefix}*")])  # flushed
+        await client.aclose()
+        await flip(app, "openai", 1)
+
+        snapshot = await stream.next_of("snapshot")
+        assert snapshot.reset
+        assert snapshot.revision in (0, 1)  # before or after openai's new first event
+        if snapshot.revision == 0:
+            assert (await stream.next_of("transition")).revision == 1
+        else:
+            assert [b.dependency for b in snapshot.breakers] == ["openai"]
+        stream.cancel()
