@@ -4,43 +4,21 @@ Nothing here decides anything. Errors raised by the use cases (services.errors) 
 codes in the shared interceptor.
 """
 
-from datetime import datetime
 
 import grpc
 from campaign.v1 import campaign_pb2 as pb
 from campaign.v1 import campaign_pb2_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from campaign_svc.domain import Campaign, CampaignStatus, HoldKind
 from campaign_svc.usecases import CampaignUseCases
-from services.errors import InvalidArgument
+from services.protoconv import ProtoEnum, timestamp
+from services.watch import BREAKER_STATE
 
 Context = grpc.aio.ServicerContext
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CampaignService"].full_name
 
-_STATUS_PREFIX = "CAMPAIGN_STATUS_"
-_HOLD_KINDS = {HoldKind.BREAKER: pb.HOLD_KIND_BREAKER, HoldKind.MANUAL: pb.HOLD_KIND_MANUAL}
-
-
-def status_to_proto(status: CampaignStatus) -> int:
-    return pb.CampaignStatus.Value(_STATUS_PREFIX + status.name)
-
-
-def status_from_proto(value: int) -> CampaignStatus | None:
-    """None for UNSPECIFIED (any status in filters); INVALID_ARGUMENT for unknown numbers."""
-    if value == pb.CAMPAIGN_STATUS_UNSPECIFIED:
-        return None
-    if value not in pb.CampaignStatus.values():
-        raise InvalidArgument(f"status {value} is not a CampaignStatus")
-    return CampaignStatus[pb.CampaignStatus.Name(value).removeprefix(_STATUS_PREFIX)]
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+CAMPAIGN_STATUS = ProtoEnum(pb.CampaignStatus, CampaignStatus, "CAMPAIGN_STATUS_")
+HOLD_KIND = ProtoEnum(pb.HoldKind, HoldKind, "HOLD_KIND_")
 
 
 def campaign_to_proto(campaign: Campaign) -> pb.Campaign:
@@ -49,10 +27,10 @@ def campaign_to_proto(campaign: Campaign) -> pb.Campaign:
         name=campaign.name,
         description=campaign.description,
         dependencies=campaign.dependencies,
-        status=status_to_proto(campaign.status),
+        status=CAMPAIGN_STATUS.to_proto(campaign.status),
         holds=[
             pb.PauseHold(
-                kind=_HOLD_KINDS[h.kind],
+                kind=HOLD_KIND.to_proto(h.kind),
                 dependency=h.dependency,
                 revision=h.revision,
                 reason=h.reason,
@@ -82,7 +60,7 @@ class CampaignServicer(campaign_pb2_grpc.CampaignServiceServicer):
         return pb.GetCampaignResponse(campaign=campaign_to_proto(await self._usecases.get(request.id)))
 
     async def ListCampaigns(self, request: pb.ListCampaignsRequest, context: Context) -> pb.ListCampaignsResponse:
-        found, token = await self._usecases.list_page(status_from_proto(request.status), request.page_size, request.page_token)
+        found, token = await self._usecases.list_page(CAMPAIGN_STATUS.from_proto(request.status, "status"), request.page_size, request.page_token)
         return pb.ListCampaignsResponse(campaigns=[campaign_to_proto(c) for c in found], next_page_token=token)
 
     async def StartCampaign(self, request: pb.StartCampaignRequest, context: Context) -> pb.StartCampaignResponse:
@@ -109,7 +87,7 @@ class CampaignServicer(campaign_pb2_grpc.CampaignServiceServicer):
             dependencies=[
                 pb.DependencyPauseStatus(
                     dependency=dependency,
-                    breaker_state=state.to_proto(),
+                    breaker_state=BREAKER_STATE.to_proto(state),
                     paused_campaign_ids=status.held_by_dependency.get(dependency, []),
                 )
                 for dependency, state in status.breaker_states.items()

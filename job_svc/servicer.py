@@ -2,52 +2,30 @@
 validated command, calls a use case and turns the result into the response. Domain errors
 become status codes in the shared interceptor (services.interceptors)."""
 
-from datetime import datetime
 
 import grpc
 from google.protobuf import json_format
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 from job.v1 import job_pb2, job_pb2_grpc
 
-from job_svc.domain import ClaimRequest, Hold, HoldSelector, Job, JobStatus, NewJob
+from job_svc.domain import ClaimRequest, Hold, HoldKind, HoldSelector, Job, JobStatus, NewJob
 from job_svc.usecases import JobUseCases, QueueStatus
-from services.errors import InvalidArgument
+from services.protoconv import ProtoEnum, seconds, timestamp
+from services.watch import BREAKER_STATE
 
 SERVICE_NAME = job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 
 
-def status_to_proto(status: JobStatus) -> int:
-    return job_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}")
-
-
-def status_from_proto(value: int) -> JobStatus | None:
-    """None for UNSPECIFIED (any status in filters)."""
-    if value == job_pb2.JOB_STATUS_UNSPECIFIED:
-        return None
-    try:
-        return JobStatus[job_pb2.JobStatus.Name(value).removeprefix("JOB_STATUS_")]
-    except (ValueError, KeyError):
-        raise InvalidArgument(f"status {value} is not a known JobStatus") from None
-
-
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def _seconds(duration: Duration) -> float:
-    return duration.ToNanoseconds() / 1e9
+JOB_STATUS = ProtoEnum(job_pb2.JobStatus, JobStatus, "JOB_STATUS_")
+HOLD_KIND = ProtoEnum(job_pb2.HoldKind, HoldKind, "HOLD_KIND_")
 
 
 def hold_to_proto(hold: Hold) -> job_pb2.PauseHold:
     return job_pb2.PauseHold(
-        kind=job_pb2.HoldKind.Value(f"HOLD_KIND_{hold.kind.name}"),
+        kind=HOLD_KIND.to_proto(hold.kind),
         dependency=hold.dependency,
         revision=hold.revision,
         reason=hold.reason,
-        create_time=_timestamp(hold.created_at),
+        create_time=timestamp(hold.created_at),
     )
 
 
@@ -57,20 +35,20 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         campaign_id=job.campaign_id or "",
         job_type=job.job_type,
         dependencies=list(job.dependencies),
-        status=status_to_proto(job.status),
+        status=JOB_STATUS.to_proto(job.status),
         attempts=job.attempts,
         max_attempts=job.max_attempts,
         lease_owner=job.lease_owner or "",
         holds=[hold_to_proto(h) for h in job.holds],
         pause_reason=job.pause_reason,
         last_error=job.last_error,
-        run_after_time=_timestamp(job.run_after),
-        create_time=_timestamp(job.created_at),
-        update_time=_timestamp(job.updated_at),
+        run_after_time=timestamp(job.run_after),
+        create_time=timestamp(job.created_at),
+        update_time=timestamp(job.updated_at),
     )
     message.payload.update(job.payload)
     if job.lease_expires_at is not None:
-        message.lease_expire_time.CopyFrom(_timestamp(job.lease_expires_at))
+        message.lease_expire_time.CopyFrom(timestamp(job.lease_expires_at))
     return message
 
 
@@ -82,7 +60,7 @@ def queue_status_to_proto(status: QueueStatus) -> job_pb2.GetQueueStatusResponse
     message = job_pb2.GetQueueStatusResponse(
         counts_by_status=_counts(status.counts),
         dependencies=[
-            job_pb2.DependencyQueueStatus(dependency=d.dependency, breaker_state=d.state.to_proto(), counts_by_status=_counts(d.counts))
+            job_pb2.DependencyQueueStatus(dependency=d.dependency, breaker_state=BREAKER_STATE.to_proto(d.state), counts_by_status=_counts(d.counts))
             for d in status.dependencies
         ],
         blocked_dependencies=status.blocked,
@@ -90,7 +68,7 @@ def queue_status_to_proto(status: QueueStatus) -> job_pb2.GetQueueStatusResponse
         breaker_state_stale=status.stale,
     )
     if status.breaker_contact is not None:
-        message.breaker_contact_time.CopyFrom(_timestamp(status.breaker_contact))
+        message.breaker_contact_time.CopyFrom(timestamp(status.breaker_contact))
     return message
 
 
@@ -117,7 +95,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         page = await self._jobs.list_jobs(
             requested_size=request.page_size,
             page_token=request.page_token,
-            status=status_from_proto(request.status),
+            status=JOB_STATUS.from_proto(request.status, "status"),
             campaign_id=request.campaign_id,
             dependency=request.dependency,
         )
@@ -131,18 +109,18 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             worker_id=request.worker_id,
             dependencies=list(request.dependencies),
             max_jobs=request.max_jobs,
-            lease_s=_seconds(request.lease_duration) if request.HasField("lease_duration") else None,
+            lease_s=seconds(request.lease_duration) if request.HasField("lease_duration") else None,
             job_type=request.job_type,
         )
         return job_pb2.ClaimJobsResponse(jobs=[job_to_proto(j) for j in await self._jobs.claim_jobs(claim)])
 
     async def CompleteJob(self, request: job_pb2.CompleteJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.CompleteJobResponse:
-        duration_s = _seconds(request.call_duration) if request.HasField("call_duration") else None
+        duration_s = seconds(request.call_duration) if request.HasField("call_duration") else None
         job = await self._jobs.complete_job(request.id, request.worker_id, duration_s)
         return job_pb2.CompleteJobResponse(job=job_to_proto(job))
 
     async def FailJob(self, request: job_pb2.FailJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.FailJobResponse:
-        duration_s = _seconds(request.call_duration) if request.HasField("call_duration") else None
+        duration_s = seconds(request.call_duration) if request.HasField("call_duration") else None
         job = await self._jobs.fail_job(request.id, request.worker_id, request.error, request.failed_dependency, duration_s)
         return job_pb2.FailJobResponse(job=job_to_proto(job))
 

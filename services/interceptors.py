@@ -100,46 +100,59 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
 
 class _Call:
-    """Wraps one RPC's behaviour with the request id, admin check, error mapping and access log."""
+    """Wraps one RPC's behaviour with the request id, admin check, error mapping and access log.
+
+    Once the client has gone (cancellation, or the stream generator closed by GeneratorExit),
+    the call's context may already be freed by grpc: nothing reads it after that point, which
+    is why the peer is taken at the start and the code of a cancelled call is not asked for.
+    """
 
     def __init__(self, method: str, needs_admin: bool | str | None, admin_token: str | None) -> None:
         self.method = method
         self.needs_admin = bool(needs_admin)
         self.admin_token = admin_token
+        self.peer = ""
+        self.started = 0.0
 
     def wrap_unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def unary(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = self._begin(context)
+            self._begin(context)
             try:
                 self._check_admin(context)
-                return await behaviour(request_or_iterator, context)
+                response = await behaviour(request_or_iterator, context)
+            except (asyncio.CancelledError, GeneratorExit):
+                self._end("CANCELLED")
+                raise
             except BaseException as error:  # noqa: BLE001 - every error is mapped or re-raised
                 await self._fail(context, error)
-            finally:
-                self._end(context, started)
+            self._end(_code_name(context))
+            return response
 
         return unary
 
     def wrap_streaming(self, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = self._begin(context)
+            self._begin(context)
             try:
                 self._check_admin(context)
                 async for response in behaviour(request_or_iterator, context):
                     yield response
+            except (asyncio.CancelledError, GeneratorExit):
+                self._end("CANCELLED")
+                raise
             except BaseException as error:  # noqa: BLE001 - every error is mapped or re-raised
                 await self._fail(context, error)
-            finally:
-                self._end(context, started)
+            self._end(_code_name(context))
 
         return streaming
 
-    def _begin(self, context: grpc.aio.ServicerContext) -> float:
+    def _begin(self, context: grpc.aio.ServicerContext) -> None:
         metadata = dict(context.invocation_metadata() or ())
         structlog.contextvars.bind_contextvars(
             request_id=metadata.get("x-request-id") or uuid.uuid4().hex[:16], method=self.method
         )
-        return time.perf_counter()
+        self.peer = context.peer()
+        self.started = time.perf_counter()
 
     def _check_admin(self, context: grpc.aio.ServicerContext) -> None:
         if not self.needs_admin:
@@ -150,21 +163,26 @@ class _Call:
             raise errors.Unauthenticated("this admin call needs the header 'authorization: Bearer <ADMIN_TOKEN>'")
 
     async def _fail(self, context: grpc.aio.ServicerContext, error: BaseException) -> None:
-        if isinstance(error, (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit)):
+        """Ends the call with the error's status code (context.abort raises AbortError)."""
+        if isinstance(error, grpc.aio.AbortError):  # the handler aborted by itself
+            self._end(_code_name(context))
             raise error
         code, message = status_for(error)
         if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
             log.error("rpc_error", code=code.name, exc_info=error)
+        self._end(code.name)
         await context.abort(code, message)
 
-    def _end(self, context: grpc.aio.ServicerContext, started: float) -> None:
-        duration_s = time.perf_counter() - started
-        code = context.code() or grpc.StatusCode.OK
-        code_name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+    def _end(self, code_name: str) -> None:
+        duration_s = time.perf_counter() - self.started
         RPC_HANDLED.labels(self.method, code_name).inc()
         RPC_SECONDS.labels(self.method).observe(duration_s)
         level = "debug" if self.method.startswith(QUIET_SERVICES) else "info"
-        getattr(log, level)(
-            "rpc", peer=context.peer(), code=code_name, duration_ms=round(duration_s * 1000, 2)
-        )
+        getattr(log, level)("rpc", peer=self.peer, code=code_name, duration_ms=round(duration_s * 1000, 2))
         structlog.contextvars.unbind_contextvars("request_id", "method")
+
+
+def _code_name(context: grpc.aio.ServicerContext) -> str:
+    """The code the handler set (OK when it set none); only for calls still alive."""
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "OK"

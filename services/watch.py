@@ -13,37 +13,18 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
 
 import grpc
 import structlog
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 
+from services.breaker_state import BreakerState
+from services.protoconv import ProtoEnum
+
 log = structlog.get_logger()
 
-_STATE_PREFIX = "BREAKER_STATE_"
 
-
-class BreakerState(str, Enum):
-    """A breaker's state as subscribers store it: the lowercase name of the proto enum value."""
-
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-    FORCED_OPEN = "forced_open"
-    FORCED_CLOSED = "forced_closed"
-
-    @property
-    def blocks_calls(self) -> bool:
-        """True while work that needs the dependency must stay paused."""
-        return self in (BreakerState.OPEN, BreakerState.FORCED_OPEN)
-
-    @classmethod
-    def from_proto(cls, value: int) -> "BreakerState":
-        return cls(breaker_pb2.BreakerState.Name(value).removeprefix(_STATE_PREFIX).lower())
-
-    def to_proto(self) -> int:
-        return breaker_pb2.BreakerState.Value(_STATE_PREFIX + self.name)
+BREAKER_STATE = ProtoEnum(breaker_pb2.BreakerState, BreakerState, "BREAKER_STATE_")
 
 
 @dataclass(frozen=True)
@@ -93,7 +74,7 @@ def event_from_proto(message: breaker_pb2.WatchTransitionsResponse) -> WatchEven
     if kind == "snapshot":
         snapshot = message.snapshot
         views = tuple(
-            BreakerView(b.dependency, BreakerState.from_proto(b.state), b.revision, b.config.half_open_permitted_calls)
+            BreakerView(b.dependency, BREAKER_STATE.required_from_proto(b.state, "state"), b.revision, b.config.half_open_permitted_calls)
             for b in snapshot.breakers
         )
         return Snapshot(snapshot.revision, views, snapshot.reset)
@@ -102,8 +83,8 @@ def event_from_proto(message: breaker_pb2.WatchTransitionsResponse) -> WatchEven
         return Transition(
             t.revision,
             t.dependency,
-            BreakerState.from_proto(t.from_state),
-            BreakerState.from_proto(t.to_state),
+            BREAKER_STATE.required_from_proto(t.from_state, "from_state"),
+            BREAKER_STATE.required_from_proto(t.to_state, "to_state"),
             t.half_open_permitted_calls,
             t.reason,
         )

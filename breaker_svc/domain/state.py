@@ -5,21 +5,7 @@ Every Change the machine makes is checked against LEGAL_TRANSITIONS in one place
 bug in the machine, never the caller's fault, so it raises IllegalTransition (not InvalidArgument).
 """
 
-from enum import Enum
-
-
-class BreakerState(str, Enum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-    FORCED_OPEN = "forced_open"
-    FORCED_CLOSED = "forced_closed"
-
-    @property
-    def blocks_calls(self) -> bool:
-        """True for the states the job and campaign services treat as "open" (they pause work)."""
-        return self in (BreakerState.OPEN, BreakerState.FORCED_OPEN)
-
+from services.breaker_state import BreakerState
 
 _S = BreakerState
 

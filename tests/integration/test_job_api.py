@@ -12,7 +12,7 @@ from job.v1 import job_pb2
 from sqlalchemy import select
 
 from job_svc.tables import breaker_outbox
-from services.watch import BreakerState, Transition
+from services.watch import BREAKER_STATE, BreakerState, Transition
 from tests.support.job import (
     RunningJobs,
     claim_request,
@@ -389,7 +389,7 @@ async def test_queue_status_counts_per_status_and_dependency_and_names_blocked_o
     status = await svc.stub.GetQueueStatus(job_pb2.GetQueueStatusRequest())
     per_dependency = {d.dependency: d for d in status.dependencies}
     assert dict(per_dependency[blocked].counts_by_status)["paused"] == 2
-    assert per_dependency[blocked].breaker_state == BreakerState.OPEN.to_proto()
+    assert per_dependency[blocked].breaker_state == BREAKER_STATE.to_proto(BreakerState.OPEN)
     assert dict(per_dependency[free].counts_by_status) == {
         "pending": 2, "processing": 1, "paused": 0, "completed": 0, "failed": 0, "cancelled": 0
     }

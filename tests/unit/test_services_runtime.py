@@ -17,7 +17,8 @@ from services.validation import (
     validate_text,
     validate_uuid,
 )
-from services.watch import BreakerState
+from services.breaker_state import BreakerState
+from services.watch import BREAKER_STATE
 
 
 class TestPaging:
@@ -145,6 +146,6 @@ def test_breaker_states_mirror_the_proto_enum() -> None:
     from breaker.v1 import breaker_pb2
 
     proto_values = {v for v in breaker_pb2.BreakerState.values() if v != 0}
-    assert {s.to_proto() for s in BreakerState} == proto_values
-    assert all(BreakerState.from_proto(s.to_proto()) is s for s in BreakerState)
+    assert {BREAKER_STATE.to_proto(s) for s in BreakerState} == proto_values
+    assert all(BREAKER_STATE.from_proto(BREAKER_STATE.to_proto(s), "state") is s for s in BreakerState)
     assert {s for s in BreakerState if s.blocks_calls} == {BreakerState.OPEN, BreakerState.FORCED_OPEN}

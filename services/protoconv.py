@@ -1,0 +1,56 @@
+"""Conversions between protobuf values and the Python values use cases work with.
+
+A proto enum value is the Python enum member's name behind a prefix (`JOB_STATUS_PAUSED` <->
+`JobStatus.PAUSED`); `ProtoEnum` does that mapping once for every enum of every service.
+"""
+
+from datetime import datetime
+from enum import Enum
+from typing import Generic, TypeVar
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.errors import InvalidArgument
+
+E = TypeVar("E", bound=Enum)
+
+
+class ProtoEnum(Generic[E]):
+    def __init__(self, proto_enum: EnumTypeWrapper, python_enum: type[E], prefix: str) -> None:
+        self._proto_enum = proto_enum
+        self._python_enum = python_enum
+        self._prefix = prefix
+
+    def to_proto(self, member: E) -> int:
+        return self._proto_enum.Value(self._prefix + member.name)
+
+    def from_proto(self, number: int, field: str) -> E | None:
+        """The member, or None for the zero value (UNSPECIFIED: "any" in filters); an unknown
+        number is INVALID_ARGUMENT naming the field."""
+        if number == 0:
+            return None
+        try:
+            return self._python_enum[self._proto_enum.Name(number).removeprefix(self._prefix)]
+        except (ValueError, KeyError):
+            raise InvalidArgument(f"{field} {number} is not a known {self._proto_enum.DESCRIPTOR.name}") from None
+
+    def required_from_proto(self, number: int, field: str) -> E:
+        member = self.from_proto(number, field)
+        if member is None:
+            raise InvalidArgument(f"{field} is required")
+        return member
+
+
+def timestamp(moment: datetime | None) -> Timestamp | None:
+    """A Timestamp for a timezone-aware datetime; None (the field stays unset) for None."""
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def seconds(duration: Duration) -> float:
+    return duration.ToNanoseconds() / 1e9
