@@ -13,38 +13,13 @@ from breaker_svc.hub import HeartbeatItem, SnapshotItem, TransitionItem, WatchIt
 from breaker_svc.store import Event
 from breaker_svc.usecases import Outcome
 from services.errors import InvalidArgument
+from services.protoconv import ProtoEnum, seconds
+from services.watch import BREAKER_STATE
 
-_STATE_PREFIX = "BREAKER_STATE_"
-_WINDOW_PREFIX = "SLIDING_WINDOW_TYPE_"
-_NANOS_PER_S = 1_000_000_000
+WINDOW_TYPE = ProtoEnum(pb.SlidingWindowType, WindowType, "SLIDING_WINDOW_TYPE_")
 
 
 # --- enums ------------------------------------------------------------------------------------
-
-
-def state_to_proto(state: BreakerState) -> int:
-    return pb.BreakerState.Value(_STATE_PREFIX + state.name)
-
-
-def state_from_proto(value: int) -> BreakerState | None:
-    """The state a filter names, None for UNSPECIFIED (no filter)."""
-    if value == pb.BREAKER_STATE_UNSPECIFIED:
-        return None
-    try:
-        return BreakerState[pb.BreakerState.Name(value).removeprefix(_STATE_PREFIX)]
-    except (ValueError, KeyError):
-        raise InvalidArgument(f"state {value} is not a BreakerState") from None
-
-
-def window_type_to_proto(window_type: WindowType) -> int:
-    return pb.SlidingWindowType.Value(_WINDOW_PREFIX + window_type.name)
-
-
-def window_type_from_proto(value: int) -> WindowType:
-    try:
-        return WindowType[pb.SlidingWindowType.Name(value).removeprefix(_WINDOW_PREFIX)]
-    except (ValueError, KeyError):
-        raise InvalidArgument(f"sliding_window_type {value} is not a SlidingWindowType") from None
 
 
 def success_from_proto(result: int) -> bool | None:
@@ -62,30 +37,20 @@ def timestamp(seconds: float) -> Timestamp:
 
 def duration(seconds: float) -> Duration:
     d = Duration()
-    d.FromNanoseconds(round(seconds * _NANOS_PER_S))
+    d.FromNanoseconds(round(seconds * 1_000_000_000))
     return d
-
-
-def seconds_from_duration(d: Duration, field: str) -> float:
-    """A Duration as seconds; refuses the malformed and the negative ones."""
-    if not -_NANOS_PER_S < d.nanos < _NANOS_PER_S or (d.seconds > 0 > d.nanos) or (d.seconds < 0 < d.nanos):
-        raise InvalidArgument(f"{field} is not a valid Duration (seconds={d.seconds}, nanos={d.nanos})")
-    value = d.seconds + d.nanos / _NANOS_PER_S
-    if value < 0:
-        raise InvalidArgument(f"{field} must not be negative, got {value}s")
-    return value
 
 
 # --- requests -> domain -----------------------------------------------------------------------
 
 
 def outcome_from_proto(request: pb.RecordOutcomeRequest | pb.RecordOutcomesRequest) -> Outcome:
-    duration_s = seconds_from_duration(request.duration, "duration") if request.HasField("duration") else None
+    duration_s = seconds(request.duration, "duration") if request.HasField("duration") else None
     return Outcome(request.dependency, success_from_proto(request.result), duration_s)
 
 
 def _seconds_of(field: str) -> Callable[[pb.BreakerConfig], float]:
-    return lambda config: seconds_from_duration(getattr(config, field), field)
+    return lambda config: seconds(getattr(config, field), field)
 
 
 def _plain(field: str) -> Callable[[pb.BreakerConfig], Any]:
@@ -94,7 +59,7 @@ def _plain(field: str) -> Callable[[pb.BreakerConfig], Any]:
 
 # proto field -> (domain field, reader). `sliding_window_type` UNSPECIFIED means "keep".
 _CONFIG_FIELDS: dict[str, tuple[str, Callable[[pb.BreakerConfig], Any]]] = {
-    "sliding_window_type": ("window_type", lambda c: window_type_from_proto(c.sliding_window_type)),
+    "sliding_window_type": ("window_type", lambda c: WINDOW_TYPE.required_from_proto(c.sliding_window_type, "sliding_window_type")),
     "sliding_window_size": ("window_size", _plain("sliding_window_size")),
     "minimum_calls": ("minimum_calls", _plain("minimum_calls")),
     "failure_rate_threshold": ("failure_rate_threshold", _plain("failure_rate_threshold")),
@@ -140,7 +105,7 @@ def _is_set(config: pb.BreakerConfig, name: str) -> bool:
 
 def config_to_proto(config: BreakerConfig) -> pb.BreakerConfig:
     return pb.BreakerConfig(
-        sliding_window_type=window_type_to_proto(config.window_type),
+        sliding_window_type=WINDOW_TYPE.to_proto(config.window_type),
         sliding_window_size=config.window_size,
         minimum_calls=config.minimum_calls,
         failure_rate_threshold=config.failure_rate_threshold,
@@ -168,7 +133,7 @@ def metrics_to_proto(m: Metrics) -> pb.BreakerMetrics:
 def breaker_to_proto(b: Breaker, now: float) -> pb.Breaker:
     message = pb.Breaker(
         dependency=b.dependency,
-        state=state_to_proto(b.state),
+        state=BREAKER_STATE.to_proto(b.state),
         config=config_to_proto(b.config),
         metrics=metrics_to_proto(b.metrics(now)),
         revision=b.revision,
@@ -187,8 +152,8 @@ def transition_to_proto(event: Event) -> pb.Transition:
     return pb.Transition(
         revision=event.revision,
         dependency=change.dependency,
-        from_state=state_to_proto(change.from_state),
-        to_state=state_to_proto(change.to_state),
+        from_state=BREAKER_STATE.to_proto(change.from_state),
+        to_state=BREAKER_STATE.to_proto(change.to_state),
         reason=change.reason,
         metrics=metrics_to_proto(change.metrics),
         time=timestamp(change.at),

@@ -11,6 +11,7 @@ from breaker.v1 import breaker_pb2_grpc
 
 from breaker_svc import convert
 from breaker_svc.usecases import MAX_BATCH, BreakerUseCases
+from services.watch import BREAKER_STATE
 from services.errors import InvalidArgument
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BreakerService"].full_name
@@ -47,7 +48,7 @@ class BreakerServicer(breaker_pb2_grpc.BreakerServiceServicer):
 
     async def Acquire(self, request: pb.AcquireRequest, context: grpc.aio.ServicerContext) -> pb.AcquireResponse:
         permission = await self._use_cases.acquire(request.dependency)
-        response = pb.AcquireResponse(permitted=permission.permitted, state=convert.state_to_proto(permission.state))
+        response = pb.AcquireResponse(permitted=permission.permitted, state=BREAKER_STATE.to_proto(permission.state))
         if permission.retry_after_s > 0:
             response.retry_after.CopyFrom(convert.duration(permission.retry_after_s))
         return response
@@ -57,7 +58,7 @@ class BreakerServicer(breaker_pb2_grpc.BreakerServiceServicer):
         return pb.GetBreakerResponse(breaker=convert.breaker_to_proto(seen.breaker, seen.now))
 
     async def ListBreakers(self, request: pb.ListBreakersRequest, context: grpc.aio.ServicerContext) -> pb.ListBreakersResponse:
-        page = await self._use_cases.list(request.page_size, request.page_token, convert.state_from_proto(request.state))
+        page = await self._use_cases.list(request.page_size, request.page_token, BREAKER_STATE.from_proto(request.state, "state"))
         return pb.ListBreakersResponse(
             breakers=[convert.breaker_to_proto(b, page.now) for b in page.breakers], next_page_token=page.next_page_token
         )

@@ -109,18 +109,18 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             worker_id=request.worker_id,
             dependencies=list(request.dependencies),
             max_jobs=request.max_jobs,
-            lease_s=seconds(request.lease_duration) if request.HasField("lease_duration") else None,
+            lease_s=seconds(request.lease_duration, "lease_duration") if request.HasField("lease_duration") else None,
             job_type=request.job_type,
         )
         return job_pb2.ClaimJobsResponse(jobs=[job_to_proto(j) for j in await self._jobs.claim_jobs(claim)])
 
     async def CompleteJob(self, request: job_pb2.CompleteJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.CompleteJobResponse:
-        duration_s = seconds(request.call_duration) if request.HasField("call_duration") else None
+        duration_s = seconds(request.call_duration, "call_duration") if request.HasField("call_duration") else None
         job = await self._jobs.complete_job(request.id, request.worker_id, duration_s)
         return job_pb2.CompleteJobResponse(job=job_to_proto(job))
 
     async def FailJob(self, request: job_pb2.FailJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.FailJobResponse:
-        duration_s = seconds(request.call_duration) if request.HasField("call_duration") else None
+        duration_s = seconds(request.call_duration, "call_duration") if request.HasField("call_duration") else None
         job = await self._jobs.fail_job(request.id, request.worker_id, request.error, request.failed_dependency, duration_s)
         return job_pb2.FailJobResponse(job=job_to_proto(job))
 

@@ -52,5 +52,15 @@ def timestamp(moment: datetime | None) -> Timestamp | None:
     return stamp
 
 
-def seconds(duration: Duration) -> float:
-    return duration.ToNanoseconds() / 1e9
+_NANOS_PER_S = 1_000_000_000
+
+
+def seconds(duration: Duration, field: str) -> float:
+    """A Duration as seconds; refuses malformed and negative ones, naming the field."""
+    d = duration
+    if not -_NANOS_PER_S < d.nanos < _NANOS_PER_S or (d.seconds > 0 > d.nanos) or (d.seconds < 0 < d.nanos):
+        raise InvalidArgument(f"{field} is not a valid Duration (seconds={d.seconds}, nanos={d.nanos})")
+    value = d.seconds + d.nanos / _NANOS_PER_S
+    if value < 0:
+        raise InvalidArgument(f"{field} must not be negative, got {value}s")
+    return value
