@@ -1,77 +1,15 @@
-"""`python -m breaker_svc`: the breaker service (port 50051 unless BREAKER_PORT says otherwise).
+"""`python -m breaker_svc`: the breaker service (settings: breaker_svc/settings.py)."""
 
-`BreakerApp` wires store, hub, timer, use cases and servicer onto a ServiceHost; tests start the
-same app in-process on port 0. Settings: breaker_svc/settings.py.
-"""
+import sys
 
-import asyncio
-
-import grpc
-import structlog
-from breaker.v1 import breaker_pb2_grpc
-
-from breaker_svc.hub import TransitionHub
-from breaker_svc.servicer import ADMIN_METHODS, SERVICE_NAME, BreakerServicer
+from breaker_svc.app import BreakerApp
 from breaker_svc.settings import BreakerSettings
-from breaker_svc.store import BreakerStore, create_store
-from breaker_svc.usecases import BreakerUseCases, run_open_timer
 from services.config import ServerSettings
-from services.logging import configure_logging
-from services.server import ServiceHost
-
-log = structlog.get_logger()
-
-
-class BreakerApp:
-    def __init__(self, settings: BreakerSettings, server_settings: ServerSettings, store: BreakerStore | None = None) -> None:
-        self.settings = settings
-        self.store = store or create_store(settings)
-        self.hub = TransitionHub(self.store, buffer_size=settings.watch_buffer, heartbeat_s=settings.heartbeat_s)
-        self.use_cases = BreakerUseCases(self.store, self.hub, settings.default_config)
-        self.host = ServiceHost("breaker_svc", server_settings)
-        self.port = 0
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def start(self) -> int:
-        await self.hub.start()
-        self._tasks.append(
-            asyncio.create_task(run_open_timer(self.use_cases, self.store, self.settings.timer_interval_s), name="open-timer")
-        )
-        self._tasks.append(asyncio.create_task(self._end_streams_on_shutdown(), name="end-streams"))
-        servicer = BreakerServicer(self.use_cases)
-
-        def register(server: grpc.aio.Server) -> None:
-            breaker_pb2_grpc.add_BreakerServiceServicer_to_server(servicer, server)
-
-        self.port = await self.host.start(register, [SERVICE_NAME], ADMIN_METHODS)
-        log.info("breaker_started", port=self.port, store=self.settings.store, revision=self.hub.position)
-        return self.port
-
-    async def _end_streams_on_shutdown(self) -> None:
-        await self.host.shutting_down.wait()
-        await self.hub.close()
-
-    async def close(self) -> None:
-        """Releases what `start` took (after the server has stopped)."""
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5.0)
-        await self.hub.close()
-        await self.store.close()
-
-    async def stop(self) -> None:
-        await self.host.stop()
-        await self.close()
-
-
-async def main() -> None:
-    server_settings = ServerSettings.from_env(prefix="BREAKER", default_port=50051)
-    configure_logging("breaker_svc", server_settings.log_level)
-    app = BreakerApp(BreakerSettings.from_env(), server_settings)
-    await app.start()
-    await app.host.run_until_signalled([app.close])
-
+from services.server import run_service
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(
+        run_service(
+            "breaker_svc", lambda: BreakerApp(BreakerSettings.from_env(), ServerSettings.from_env("BREAKER", 50051))
+        )
+    )

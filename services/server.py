@@ -8,7 +8,9 @@ streaming handlers end their streams cleanly, the server stops taking new calls 
 
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import grpc
 import prometheus_client
@@ -17,8 +19,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from services.config import ServerSettings
+from services.config import ConfigError, ServerSettings
 from services.interceptors import ServiceInterceptor
+from services.logging import configure_logging
 
 log = structlog.get_logger()
 
@@ -85,3 +88,31 @@ class ServiceHost:
         await self.health.enter_graceful_shutdown()
         self.shutting_down.set()
         await self._server.stop(self.settings.grace_s)
+
+
+class ServedApp(Protocol):
+    """What each service's app offers its entry point."""
+
+    host: ServiceHost
+
+    async def start(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def run_service(name: str, make_app: Callable[[], ServedApp]) -> int:
+    """The body of every `python -m <service>`: build the app from the environment (a bad
+    setting exits 2 with the message), serve until SIGTERM or SIGINT, then clean up."""
+
+    async def serve() -> None:
+        app = make_app()
+        configure_logging(name, app.host.settings.log_level)
+        await app.start()
+        await app.host.run_until_signalled([app.close])
+
+    try:
+        asyncio.run(serve())
+    except ConfigError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 2
+    return 0

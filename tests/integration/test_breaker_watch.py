@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio
 from breaker.v1 import breaker_pb2 as pb
 
-from breaker_svc.__main__ import BreakerApp
+from breaker_svc.app import BreakerApp
 from breaker_svc.domain import BreakerState
 from tests.support.breaker import FAST_CONFIG, eventually, fail, make_store, running_app, watch
 

@@ -11,7 +11,7 @@ import grpc
 from breaker.v1 import breaker_pb2 as pb
 from breaker.v1 import breaker_pb2_grpc
 
-from breaker_svc.__main__ import BreakerApp
+from breaker_svc.app import BreakerApp
 from breaker_svc.domain import BreakerConfig
 from breaker_svc.settings import BreakerSettings
 from breaker_svc.store import BreakerStore
