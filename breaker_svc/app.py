@@ -13,7 +13,7 @@ from breaker_svc.hub import TransitionHub
 from breaker_svc.servicer import ADMIN_METHODS, SERVICE_NAME, BreakerServicer
 from breaker_svc.settings import BreakerSettings
 from breaker_svc.store import BreakerStore, create_store
-from breaker_svc.usecases import BreakerUseCases, run_open_timer
+from breaker_svc.usecases import BreakerUseCases, run_breaker_timer
 from services.config import ServerSettings
 from services.server import ServiceHost
 
@@ -33,7 +33,7 @@ class BreakerApp:
     async def start(self) -> int:
         await self.hub.start()
         self._tasks.append(
-            asyncio.create_task(run_open_timer(self.use_cases, self.store, self.settings.timer_interval_s), name="open-timer")
+            asyncio.create_task(run_breaker_timer(self.use_cases, self.store, self.settings.timer_interval_s), name="breaker-timer")
         )
         self._tasks.append(asyncio.create_task(self._end_streams_on_shutdown(), name="end-streams"))
         servicer = BreakerServicer(self.use_cases)

@@ -69,6 +69,7 @@ _CONFIG_FIELDS: dict[str, tuple[str, Callable[[pb.BreakerConfig], Any]]] = {
     "open_wait_duration": ("open_wait_s", _seconds_of("open_wait_duration")),
     "open_wait_multiplier": ("open_wait_multiplier", _plain("open_wait_multiplier")),
     "max_open_wait_duration": ("max_open_wait_s", _seconds_of("max_open_wait_duration")),
+    "max_half_open_wait_duration": ("max_half_open_wait_s", _seconds_of("max_half_open_wait_duration")),
     "half_open_permitted_calls": ("half_open_permitted_calls", _plain("half_open_permitted_calls")),
 }
 
@@ -115,6 +116,7 @@ def config_to_proto(config: BreakerConfig) -> pb.BreakerConfig:
         open_wait_duration=duration(config.open_wait_s),
         open_wait_multiplier=config.open_wait_multiplier,
         max_open_wait_duration=duration(config.max_open_wait_s),
+        max_half_open_wait_duration=duration(config.max_half_open_wait_s),
         half_open_permitted_calls=config.half_open_permitted_calls,
     )
 
@@ -144,6 +146,8 @@ def breaker_to_proto(b: Breaker, now: float) -> pb.Breaker:
     )
     if b.state is BreakerState.OPEN and b.open_until is not None:
         message.open_until_time.CopyFrom(timestamp(b.open_until))
+    if b.state is BreakerState.HALF_OPEN and b.timer_due_at is not None:
+        message.half_open_deadline_time.CopyFrom(timestamp(b.timer_due_at))
     return message
 
 

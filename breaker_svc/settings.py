@@ -6,11 +6,12 @@ Store:      BREAKER_STORE (memory | redis, default memory), REDIS_URL (redis://1
             for replay, default 10000).
 Streams:    BREAKER_HEARTBEAT_S (quiet-stream heartbeat period, default 5),
             BREAKER_WATCH_BUFFER (messages a subscriber may lag before its stream ends, default 1000).
-Timer:      BREAKER_TIMER_INTERVAL_S (how often OPEN breakers are checked for HALF_OPEN, default 0.2).
+Timer:      BREAKER_TIMER_INTERVAL_S (how often breakers with a due open wait or half-open deadline
+            are advanced, default 0.2).
 Defaults for breakers not configured with ConfigureBreaker (BREAKER_DEFAULT_*): WINDOW_TYPE
 (count_based | time_based), WINDOW_SIZE, MINIMUM_CALLS, FAILURE_RATE_THRESHOLD (percent),
 SLOW_CALL_RATE_THRESHOLD (percent), SLOW_CALL_DURATION_S, CONSECUTIVE_FAILURE_THRESHOLD (0 = off),
-OPEN_WAIT_S, OPEN_WAIT_MULTIPLIER, MAX_OPEN_WAIT_S, HALF_OPEN_PERMITTED_CALLS; unset ones take
+OPEN_WAIT_S, OPEN_WAIT_MULTIPLIER, MAX_OPEN_WAIT_S, HALF_OPEN_PERMITTED_CALLS, MAX_HALF_OPEN_WAIT_S; unset ones take
 the domain's defaults (BreakerConfig).
 The server itself: BREAKER_HOST, BREAKER_PORT (50051), BREAKER_METRICS_PORT, ADMIN_TOKEN,
 SHUTDOWN_GRACE_S, LOG_LEVEL (services.config.ServerSettings).
@@ -62,6 +63,7 @@ _ENV_SUFFIX = {
     "open_wait_multiplier": "OPEN_WAIT_MULTIPLIER",
     "max_open_wait_s": "MAX_OPEN_WAIT_S",
     "half_open_permitted_calls": "HALF_OPEN_PERMITTED_CALLS",
+    "max_half_open_wait_s": "MAX_HALF_OPEN_WAIT_S",
 }
 
 

@@ -244,18 +244,19 @@ def _token_position(position: dict[str, Any] | None) -> str | None:
     return after
 
 
-async def run_open_timer(use_cases: BreakerUseCases, store: BreakerStore, interval_s: float) -> None:
-    """Turns OPEN breakers HALF_OPEN when their wait elapses, with no traffic needed.
+async def run_breaker_timer(use_cases: BreakerUseCases, store: BreakerStore, interval_s: float) -> None:
+    """Turns OPEN breakers HALF_OPEN when their wait elapses, and reopens HALF_OPEN breakers
+    whose trial passed its deadline, with no traffic needed.
 
     Every replica runs one; the compare-and-swap makes them idempotent: one commits the change,
     the others find HALF_OPEN already and change nothing.
     """
     while True:
         try:
-            for dependency in await store.due_for_half_open():
+            for dependency in await store.due_for_timer():
                 await use_cases.advance(dependency)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - an outage must not end the timer
-            log.warning("open_timer_failed", exc_info=True)
+            log.warning("breaker_timer_failed", exc_info=True)
         await asyncio.sleep(interval_s)

@@ -82,6 +82,16 @@ class Breaker:
         object.__setattr__(self, "state_changed_at", float(self.state_changed_at))
         object.__setattr__(self, "open_until", _float_or_none(self.open_until))
 
+    @property
+    def timer_due_at(self) -> float | None:
+        """When the timer must look at this breaker: the end of an OPEN wait, or the deadline of
+        an undecided HALF_OPEN trial; None when only traffic or an operator can change it."""
+        if self.state is BreakerState.OPEN:
+            return self.open_until
+        if self.state is BreakerState.HALF_OPEN and self.config.max_half_open_wait_s > 0:
+            return self.state_changed_at + self.config.max_half_open_wait_s
+        return None
+
     def metrics(self, now: float) -> Metrics:
         """The window's figures at `now`; in HALF_OPEN, the trial's, which decide that state."""
         tally = self.trial if self.state is BreakerState.HALF_OPEN else self.window.tally(now)

@@ -28,6 +28,7 @@ _FLOAT_FIELDS = (
     "open_wait_s",
     "open_wait_multiplier",
     "max_open_wait_s",
+    "max_half_open_wait_s",
 )
 
 
@@ -44,6 +45,9 @@ class BreakerConfig:
     open_wait_multiplier: float = 1.0
     max_open_wait_s: float = 300.0
     half_open_permitted_calls: int = 3
+    # A trial not decided within this time reopens the breaker, so permits handed to callers
+    # that never report back cannot hold it HALF_OPEN for ever; 0 waits indefinitely.
+    max_half_open_wait_s: float = 120.0
 
     def __post_init__(self) -> None:
         # Canonical types, so that equal configs always serialize alike (50 and 50.0 are equal,
@@ -70,6 +74,7 @@ class BreakerConfig:
         _check_float("open_wait_multiplier", self.open_wait_multiplier, 1.0, MAX_OPEN_WAIT_MULTIPLIER)
         _check_max_open_wait(self)
         _check_int("half_open_permitted_calls", self.half_open_permitted_calls, 1, MAX_HALF_OPEN_PERMITTED_CALLS)
+        _check_float("max_half_open_wait_s", self.max_half_open_wait_s, 0.0, MAX_OPEN_WAIT_S)
         return self
 
     def open_wait_for(self, consecutive_openings: int) -> float:

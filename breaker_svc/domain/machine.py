@@ -44,9 +44,14 @@ def acquire(b: Breaker, now: float) -> tuple[Breaker, Permission, Change | None]
 
 
 def advance(b: Breaker, now: float) -> tuple[Breaker, Change | None]:
-    """The timer: OPEN -> HALF_OPEN once now >= open_until; anything else is left as it is."""
-    if b.state is not S.OPEN or now < b.open_until:
+    """The timer: OPEN -> HALF_OPEN once the open wait has elapsed, and HALF_OPEN -> OPEN once
+    the trial has gone undecided for max_half_open_wait_s; anything else is left as it is."""
+    due = b.timer_due_at
+    if due is None or now < due:
         return b, None
+    if b.state is S.HALF_OPEN:
+        undecided = f"trial undecided after {b.config.max_half_open_wait_s:g}s ({b.trial.calls} of {b.config.half_open_permitted_calls} calls)"
+        return _open(b, undecided, now)
     reason = f"open wait of {b.open_until - b.state_changed_at:g}s elapsed"
     return _transition(b, S.HALF_OPEN, reason, now, permits_remaining=b.config.half_open_permitted_calls)
 

@@ -78,8 +78,9 @@ class BreakerStore(Protocol):
 
     async def current_revision(self) -> int: ...
 
-    async def due_for_half_open(self) -> list[str]:
-        """Dependencies whose breaker is OPEN with its open wait elapsed (for the timer)."""
+    async def due_for_timer(self) -> list[str]:
+        """Dependencies whose `Breaker.timer_due_at` has passed: an OPEN wait elapsed, or a
+        HALF_OPEN trial past its deadline (for the timer)."""
 
     async def now(self) -> float:
         """The store's clock, in seconds since the epoch (Redis `TIME`, so replica clocks don't matter)."""

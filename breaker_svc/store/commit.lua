@@ -2,9 +2,9 @@
 -- state changed) the next global revision, the breaker stamped with it, and the event appended to
 -- the stream under the id <revision>-0. All of it or none of it; nothing has a TTL.
 -- KEYS: 1 breaker hash, 2 dependency index (zset), 3 revision counter, 4 event stream,
---       5 open-until schedule (zset)
+--       5 timer schedule (zset scored by when the timer must look at the breaker)
 -- ARGV: 1 expected JSON ('' = no breaker yet), 2 new JSON, 3 dependency, 4 change JSON ('' = none),
---       5 stream retention, 6 new state, 7 open-until seconds ('' = not OPEN)
+--       5 stream retention, 6 new state, 7 timer due seconds ('' = nothing due)
 -- Returns {1, revision} when committed, {0, 0} when another writer changed the breaker first.
 local current = redis.call('HGET', KEYS[1], 'json')
 if current == false then current = '' end

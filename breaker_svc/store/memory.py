@@ -76,12 +76,10 @@ class MemoryStore:
     async def current_revision(self) -> int:
         return self._revision
 
-    async def due_for_half_open(self) -> list[str]:
+    async def due_for_timer(self) -> list[str]:
         now = self._clock()
         return sorted(
-            b.dependency
-            for b in self._breakers.values()
-            if b.state == BreakerState.OPEN and b.open_until is not None and b.open_until <= now
+            b.dependency for b in self._breakers.values() if b.timer_due_at is not None and b.timer_due_at <= now
         )
 
     async def now(self) -> float:

@@ -5,7 +5,7 @@ Keys (all under one prefix, none with a TTL):
   <prefix>dependencies          zset (score 0): every dependency name, for lexical paging
   <prefix>revision              the deployment-wide revision counter
   <prefix>events                stream of transitions, id <revision>-0, MAXLEN ~ retention
-  <prefix>open_until            zset: OPEN breakers scored by when they may go HALF_OPEN
+  <prefix>timers                zset: breakers scored by Breaker.timer_due_at (OPEN wait, HALF_OPEN deadline)
 
 A mutation reads the breaker with the server's clock (one script), runs the pure function, and
 commits with a compare-and-swap script that also takes the revision and appends the event. The
@@ -54,7 +54,7 @@ class RedisStore:
         self._deps_key = f"{prefix}dependencies"
         self._revision_key = f"{prefix}revision"
         self._events_key = f"{prefix}events"
-        self._open_until_key = f"{prefix}open_until"
+        self._timers_key = f"{prefix}timers"
         self._read = client.register_script(_script("read"))
         self._commit = client.register_script(_script("commit"))
         self._snapshot = client.register_script(_script("snapshot"))
@@ -88,7 +88,7 @@ class RedisStore:
                 return Mutation(dataclasses.replace(breaker, revision=int(stored_revision or 0)), None, result, now)
             async with asyncio.timeout(self._timeout_s):
                 committed, revision = await self._commit(
-                    keys=[key, self._deps_key, self._revision_key, self._events_key, self._open_until_key],
+                    keys=[key, self._deps_key, self._revision_key, self._events_key, self._timers_key],
                     args=[
                         raw or "",
                         new_json,
@@ -96,7 +96,7 @@ class RedisStore:
                         change.to_json() if change is not None else "",
                         self._retention,
                         breaker.state.value,
-                        _open_until(breaker),
+                        _timer_due_at(breaker),
                     ],
                 )
             if committed:
@@ -161,9 +161,9 @@ class RedisStore:
         async with asyncio.timeout(self._timeout_s):
             return int(await self._redis.get(self._revision_key) or 0)
 
-    async def due_for_half_open(self) -> list[str]:
+    async def due_for_timer(self) -> list[str]:
         async with asyncio.timeout(self._timeout_s):
-            return list(await self._due(keys=[self._open_until_key]))
+            return list(await self._due(keys=[self._timers_key]))
 
     async def now(self) -> float:
         async with asyncio.timeout(self._timeout_s):
@@ -186,7 +186,5 @@ def _revision_of(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-def _open_until(breaker: Breaker) -> str:
-    if breaker.state == BreakerState.OPEN and breaker.open_until is not None:
-        return repr(breaker.open_until)
-    return ""
+def _timer_due_at(breaker: Breaker) -> str:
+    return "" if breaker.timer_due_at is None else repr(breaker.timer_due_at)

@@ -51,7 +51,7 @@ async def test_the_commit_script_refuses_a_stale_breaker(store: RedisStore, redi
     opened = dataclasses.replace(new_breaker("openai", CONFIG, 0.0), state=BreakerState.FORCED_OPEN)
 
     committed, _ = await store._commit(
-        keys=[key, f"{redis_prefix}dependencies", f"{redis_prefix}revision", f"{redis_prefix}events", f"{redis_prefix}open_until"],
+        keys=[key, f"{redis_prefix}dependencies", f"{redis_prefix}revision", f"{redis_prefix}events", f"{redis_prefix}timers"],
         args=[stale, opened.to_json(), "openai", "", 1000, "forced_open", ""],
     )
 
@@ -65,7 +65,7 @@ async def test_nothing_it_writes_expires(store: RedisStore, redis_prefix: str, c
         await store.mutate("openai", lambda b, now: (*record_outcome(b or new_breaker("openai", CONFIG, now), False, None, now), None))
     keys = await keys_of(client, redis_prefix)
 
-    assert {k.removeprefix(redis_prefix) for k in keys} == {"breaker:openai", "dependencies", "revision", "events", "open_until"}
+    assert {k.removeprefix(redis_prefix) for k in keys} == {"breaker:openai", "dependencies", "revision", "events", "timers"}
     assert [await client.ttl(k) for k in keys] == [-1] * len(keys)
 
 

@@ -152,6 +152,29 @@ async def test_a_failed_trial_reopens_the_breaker(stub) -> None:
     assert response.transition.to_state == S.BREAKER_STATE_OPEN and response.breaker.consecutive_openings == 2
 
 
+async def test_a_trial_whose_permits_never_report_back_reopens_at_its_deadline(stub) -> None:
+    await stub.ConfigureBreaker(pb.ConfigureBreakerRequest(
+        dependency="openai",
+        config=pb.BreakerConfig(max_half_open_wait_duration=Duration(nanos=300_000_000)),
+        update_mask=FieldMask(paths=["max_half_open_wait_duration"]),
+    ))
+    await fail(stub, "openai", 4)
+
+    async def state() -> int:
+        return (await stub.GetBreaker(pb.GetBreakerRequest(dependency="openai"))).breaker.state
+
+    await eventually(lambda: _is(state, S.BREAKER_STATE_HALF_OPEN))
+    half_open = (await stub.GetBreaker(pb.GetBreakerRequest(dependency="openai"))).breaker
+    assert half_open.HasField("half_open_deadline_time")
+    assert all([(await stub.Acquire(pb.AcquireRequest(dependency="openai"))).permitted for _ in range(2)])
+    # The two permit holders never report: the timer, not traffic, reopens the breaker.
+    await eventually(lambda: _is(state, S.BREAKER_STATE_OPEN))
+
+
+async def _is(read, expected: int) -> bool:
+    return await read() == expected
+
+
 # --- GetBreaker / ListBreakers --------------------------------------------------------------
 
 

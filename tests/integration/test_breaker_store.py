@@ -10,7 +10,7 @@ from breaker_svc.store import BreakerStore
 from services.errors import InvalidArgument
 from tests.support.breaker import eventually, make_store
 
-CONFIG = BreakerConfig(window_size=100, minimum_calls=4, open_wait_s=0.2, half_open_permitted_calls=2)
+CONFIG = BreakerConfig(window_size=100, minimum_calls=4, open_wait_s=0.2, half_open_permitted_calls=2, max_half_open_wait_s=0.2)
 STORES = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
 
 
@@ -195,7 +195,7 @@ async def test_tail_waits_for_the_next_event(store: BreakerStore) -> None:
     assert await asyncio.wait_for(waiting, 5.0) == [mutation.event]
 
 
-async def test_an_open_breaker_is_due_for_half_open_once_its_wait_elapsed(store: BreakerStore) -> None:
+async def test_an_open_breaker_is_due_for_timer_once_its_wait_elapsed(store: BreakerStore) -> None:
     await store.mutate("closed-one", existing("closed-one"))
     for _ in range(4):
         await store.mutate("openai", outcome("openai", success=False))
@@ -203,9 +203,14 @@ async def test_an_open_breaker_is_due_for_half_open_once_its_wait_elapsed(store:
     assert opened is not None and opened.state is BreakerState.OPEN
 
     async def due() -> list[str]:
-        return await store.due_for_half_open()
+        return await store.due_for_timer()
 
     assert await eventually(due) == ["openai"]  # the closed breaker never is
     mutation = await store.mutate("openai", lambda b, now: (*advance(b, now), None))
     assert mutation.event is not None and mutation.event.change.to_state is BreakerState.HALF_OPEN
-    assert await store.due_for_half_open() == []
+    assert await store.due_for_timer() == []
+
+    # The half-open trial has a deadline too: undecided past it, the timer reopens the breaker.
+    assert await eventually(due) == ["openai"]
+    mutation = await store.mutate("openai", lambda b, now: (*advance(b, now), None))
+    assert mutation.event is not None and mutation.event.change.to_state is BreakerState.OPEN

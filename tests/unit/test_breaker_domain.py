@@ -217,6 +217,23 @@ def test_acquire_after_open_until_goes_half_open_and_hands_out_the_first_permit(
     assert change.to_state is S.HALF_OPEN and b.permits_remaining == 2
 
 
+def test_a_half_open_trial_undecided_past_its_deadline_reopens_the_breaker():
+    b, _ = advance(opened(max_half_open_wait_s=60.0), T0 + 10)
+    b, _, _ = acquire(b, T0 + 11)  # a permit handed to a caller that never reports back
+    assert b.timer_due_at == T0 + 70
+    assert advance(b, T0 + 69.999) == (b, None)
+    after, change = advance(b, T0 + 70)
+    assert (change.from_state, change.to_state) == (S.HALF_OPEN, S.OPEN)
+    assert change.reason == "trial undecided after 60s (0 of 3 calls)"
+    assert after.open_until == T0 + 70 + 10 and after.consecutive_openings == 2
+
+
+def test_a_zero_half_open_deadline_waits_for_the_trial_indefinitely():
+    b, _ = advance(opened(max_half_open_wait_s=0.0), T0 + 10)
+    assert b.timer_due_at is None
+    assert advance(b, T0 + 1e6) == (b, None)
+
+
 def test_each_reopening_without_recovery_multiplies_the_wait_up_to_the_cap():
     b = opened(open_wait_multiplier=2.0, max_open_wait_s=35.0)
     waits = [b.open_until - b.state_changed_at]

@@ -98,8 +98,11 @@ class Model:
     def advance(self, now: float):
         if self.state is S.OPEN and now >= self.open_until:
             self.enter(S.HALF_OPEN)
-            self.permits = self.config.half_open_permitted_calls
+            self.permits, self.half_open_since = self.config.half_open_permitted_calls, now
             return (S.OPEN, S.HALF_OPEN)
+        trial_deadline = self.config.max_half_open_wait_s
+        if self.state is S.HALF_OPEN and trial_deadline and now >= self.half_open_since + trial_deadline:
+            return self.open(now)
         return None
 
     def acquire(self, now: float):
@@ -146,6 +149,7 @@ def configs(draw) -> BreakerConfig:
         open_wait_multiplier=draw(st.sampled_from([1.0, 1.5, 2.0, 100.0])),
         max_open_wait_s=open_wait_s * draw(st.sampled_from([1, 2, 5, 1000])),
         half_open_permitted_calls=draw(st.integers(1, 4)),
+        max_half_open_wait_s=draw(st.sampled_from([0.0, 1.0, 4.0])),
     )
 
 
@@ -157,8 +161,9 @@ operator_op = st.one_of(
 )
 # Mostly traffic, so that breakers go round the automatic cycle; now and then an operator.
 operations = st.one_of(*[record_op] * 6, *[acquire_op] * 3, advance_op, operator_op)
-# "open_until" jumps to the very moment an OPEN breaker may go HALF_OPEN: the boundary matters.
-gaps = st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.0, 12.0, "open_until", "open_until"])
+# "due" jumps to the very moment the timer may act (the end of an OPEN wait, the deadline of a
+# HALF_OPEN trial): the boundary matters.
+gaps = st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.0, 12.0, "due", "due"])
 
 
 def apply(b: Breaker, model: Model, op: tuple, now: float):
@@ -213,10 +218,14 @@ def test_the_machine_agrees_with_the_reference_model_and_keeps_its_invariants(co
     b, model = new_breaker("dep", config, now), Model(config)
     granted, reconfigured = 0, False  # permits handed out in the current HALF_OPEN episode
     for gap, op in steps:
-        now = max(now, b.open_until or now) if gap == "open_until" else now + gap
+        now = max(now, b.timer_due_at or now) if gap == "due" else now + gap
         before = b
         b, change, expected, permitted = apply(b, model, op, now)
         check_invariants(before, b, change, now)
+        if op[0] in ("advance", "acquire") and change and change.from_state is S.HALF_OPEN:
+            # Only the timer ends a trial without a call: never before its deadline, never with none.
+            deadline = before.config.max_half_open_wait_s
+            assert deadline > 0 and now >= before.state_changed_at + deadline, "trial cut short"
         assert (None if change is None else (change.from_state, change.to_state)) == expected
         assert (b.state, b.open_until, b.permits_remaining) == (model.state, model.open_until, model.permits)
         assert (b.consecutive_openings, b.consecutive_failures) == (model.openings, model.streak)

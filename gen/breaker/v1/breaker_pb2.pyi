@@ -46,7 +46,7 @@ SLIDING_WINDOW_TYPE_COUNT_BASED: SlidingWindowType
 SLIDING_WINDOW_TYPE_TIME_BASED: SlidingWindowType
 
 class BreakerConfig(_message.Message):
-    __slots__ = ("sliding_window_type", "sliding_window_size", "minimum_calls", "failure_rate_threshold", "slow_call_rate_threshold", "slow_call_duration_threshold", "consecutive_failure_threshold", "open_wait_duration", "open_wait_multiplier", "max_open_wait_duration", "half_open_permitted_calls")
+    __slots__ = ("sliding_window_type", "sliding_window_size", "minimum_calls", "failure_rate_threshold", "slow_call_rate_threshold", "slow_call_duration_threshold", "consecutive_failure_threshold", "open_wait_duration", "open_wait_multiplier", "max_open_wait_duration", "half_open_permitted_calls", "max_half_open_wait_duration")
     SLIDING_WINDOW_TYPE_FIELD_NUMBER: _ClassVar[int]
     SLIDING_WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
     MINIMUM_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class BreakerConfig(_message.Message):
     OPEN_WAIT_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
     MAX_OPEN_WAIT_DURATION_FIELD_NUMBER: _ClassVar[int]
     HALF_OPEN_PERMITTED_CALLS_FIELD_NUMBER: _ClassVar[int]
+    MAX_HALF_OPEN_WAIT_DURATION_FIELD_NUMBER: _ClassVar[int]
     sliding_window_type: SlidingWindowType
     sliding_window_size: int
     minimum_calls: int
@@ -69,7 +70,8 @@ class BreakerConfig(_message.Message):
     open_wait_multiplier: float
     max_open_wait_duration: _duration_pb2.Duration
     half_open_permitted_calls: int
-    def __init__(self, sliding_window_type: _Optional[_Union[SlidingWindowType, str]] = ..., sliding_window_size: _Optional[int] = ..., minimum_calls: _Optional[int] = ..., failure_rate_threshold: _Optional[float] = ..., slow_call_rate_threshold: _Optional[float] = ..., slow_call_duration_threshold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., consecutive_failure_threshold: _Optional[int] = ..., open_wait_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., open_wait_multiplier: _Optional[float] = ..., max_open_wait_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., half_open_permitted_calls: _Optional[int] = ...) -> None: ...
+    max_half_open_wait_duration: _duration_pb2.Duration
+    def __init__(self, sliding_window_type: _Optional[_Union[SlidingWindowType, str]] = ..., sliding_window_size: _Optional[int] = ..., minimum_calls: _Optional[int] = ..., failure_rate_threshold: _Optional[float] = ..., slow_call_rate_threshold: _Optional[float] = ..., slow_call_duration_threshold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., consecutive_failure_threshold: _Optional[int] = ..., open_wait_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., open_wait_multiplier: _Optional[float] = ..., max_open_wait_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., half_open_permitted_calls: _Optional[int] = ..., max_half_open_wait_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class BreakerMetrics(_message.Message):
     __slots__ = ("calls", "failed_calls", "slow_calls", "failure_rate", "slow_call_rate", "consecutive_failures")
@@ -88,7 +90,7 @@ class BreakerMetrics(_message.Message):
     def __init__(self, calls: _Optional[int] = ..., failed_calls: _Optional[int] = ..., slow_calls: _Optional[int] = ..., failure_rate: _Optional[float] = ..., slow_call_rate: _Optional[float] = ..., consecutive_failures: _Optional[int] = ...) -> None: ...
 
 class Breaker(_message.Message):
-    __slots__ = ("dependency", "state", "config", "metrics", "revision", "state_change_time", "open_until_time", "half_open_permits_remaining", "consecutive_openings", "reason")
+    __slots__ = ("dependency", "state", "config", "metrics", "revision", "state_change_time", "open_until_time", "half_open_permits_remaining", "consecutive_openings", "reason", "half_open_deadline_time")
     DEPENDENCY_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +101,7 @@ class Breaker(_message.Message):
     HALF_OPEN_PERMITS_REMAINING_FIELD_NUMBER: _ClassVar[int]
     CONSECUTIVE_OPENINGS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    HALF_OPEN_DEADLINE_TIME_FIELD_NUMBER: _ClassVar[int]
     dependency: str
     state: BreakerState
     config: BreakerConfig
@@ -109,7 +112,8 @@ class Breaker(_message.Message):
     half_open_permits_remaining: int
     consecutive_openings: int
     reason: str
-    def __init__(self, dependency: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., config: _Optional[_Union[BreakerConfig, _Mapping]] = ..., metrics: _Optional[_Union[BreakerMetrics, _Mapping]] = ..., revision: _Optional[int] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., open_until_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., half_open_permits_remaining: _Optional[int] = ..., consecutive_openings: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    half_open_deadline_time: _timestamp_pb2.Timestamp
+    def __init__(self, dependency: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., config: _Optional[_Union[BreakerConfig, _Mapping]] = ..., metrics: _Optional[_Union[BreakerMetrics, _Mapping]] = ..., revision: _Optional[int] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., open_until_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., half_open_permits_remaining: _Optional[int] = ..., consecutive_openings: _Optional[int] = ..., reason: _Optional[str] = ..., half_open_deadline_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
     __slots__ = ("dependency", "result", "duration")
