@@ -137,14 +137,20 @@ class BreakerMirror:
 
     async def apply_snapshot(self, snapshot: Snapshot) -> None:
         async with self._engine.begin() as connection:
-            await self._lock_cursor(connection)
+            applied = await self._lock_cursor(connection)
+            if not snapshot.reset and applied is not None and snapshot.revision <= applied:
+                return  # an older picture than what another replica has applied meanwhile
             known = await self._states_where(connection, None, lock="update")
             incoming = {view.dependency: view for view in snapshot.breakers}
-            # A dependency the snapshot does not list has no breaker any more: it is closed.
-            for dependency in known.keys() - incoming.keys():
-                incoming[dependency] = closed(dependency)
+            if snapshot.reset:
+                # What was known belongs to a log that is gone: a dependency the snapshot does
+                # not list has no breaker any more, so it is closed.
+                for dependency in known.keys() - incoming.keys():
+                    incoming[dependency] = closed(dependency)
             for _, view in sorted(incoming.items()):
-                await self._change(connection, view, known.get(view.dependency))
+                old = known.get(view.dependency)
+                if snapshot.reset or old is None or old.revision <= view.revision:
+                    await self._change(connection, view, old)
             await self._store_revision(connection, snapshot.revision)
 
     async def apply_transition(self, transition: Transition) -> None:
