@@ -90,6 +90,19 @@ def test_grpcurl_sees_bad_input_as_invalid_argument_with_a_clear_message(running
     assert "malformed" in called.stderr
 
 
+def test_the_readmes_configure_command_works_verbatim(running) -> None:
+    service, process = running
+    if service.module != "breaker_svc":
+        pytest.skip("a breaker_svc command")
+    body = {"dependency": "openai", "config": {"failureRateThreshold": 30, "minimumCalls": 20},
+            "updateMask": {"paths": ["failure_rate_threshold", "minimum_calls"]}}
+    assert json.dumps(body).replace(" ", "") in (REPO / "README.md").read_text().replace(" ", "")
+    called = grpcurl("-d", json.dumps(body), process.address, "breaker.v1.BreakerService/ConfigureBreaker")
+    assert called.returncode == 0, called.stderr
+    config = json.loads(called.stdout)["breaker"]["config"]
+    assert (config["failure_rate_threshold"], config["minimum_calls"]) == (30, 20)
+
+
 def test_buf_curl_calls_through_reflection(running) -> None:
     service, process = running
     result = subprocess.run(
