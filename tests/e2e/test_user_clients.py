@@ -90,10 +90,8 @@ def test_grpcurl_sees_bad_input_as_invalid_argument_with_a_clear_message(running
     assert "malformed" in called.stderr
 
 
-def test_the_readmes_configure_command_works_verbatim(running) -> None:
-    service, process = running
-    if service.module != "breaker_svc":
-        pytest.skip("a breaker_svc command")
+def test_the_readmes_configure_command_works_verbatim(service_process) -> None:
+    process = service_process("breaker_svc", {"BREAKER_STORE": "memory"}, port_env="BREAKER_PORT")
     body = {"dependency": "openai", "config": {"failureRateThreshold": 30, "minimumCalls": 20},
             "updateMask": {"paths": ["failure_rate_threshold", "minimum_calls"]}}
     assert json.dumps(body).replace(" ", "") in (REPO / "README.md").read_text().replace(" ", "")
