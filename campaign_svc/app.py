@@ -16,6 +16,7 @@ from campaign_svc.store import CampaignStore
 from campaign_svc.tables import breaker_states, breaker_watch_cursor
 from campaign_svc.usecases import BreakerReconciler, CampaignUseCases
 from services.db import create_engine, upgrade_schema
+from services.freshness import report_freshness
 from services.mirror import BreakerMirror
 from services.server import ServiceHost
 
@@ -61,7 +62,17 @@ class CampaignApp:
             ),
         ]
         self.port = await self.host.start(register, [SERVICE_NAME])
+        self._tasks.append(
+            asyncio.create_task(
+                report_freshness(self.mirror.watcher, self._on_freshness, self.settings.breaker_stale_after_s), name="freshness"
+            )
+        )
         return self.port
+
+    async def _on_freshness(self, stale: bool) -> None:
+        """Starts and resumes are refused (UNAVAILABLE) while the breaker states are stale, so
+        `campaign.v1.CampaignService`'s health says so too (the overall health "" stays SERVING)."""
+        await self.host.set_serving(SERVICE_NAME, not stale)
 
     async def close(self) -> None:
         """Stops the background work and releases connections (after the server stopped)."""

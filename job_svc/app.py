@@ -25,6 +25,7 @@ from job_svc.store import JobStore
 from job_svc.tables import breaker_states, breaker_watch_cursor
 from job_svc.usecases import JobUseCases, utc_now
 from services.db import create_engine, upgrade_schema
+from services.freshness import report_freshness
 from services.mirror import BreakerMirror
 from services.server import ServiceHost
 
@@ -57,7 +58,6 @@ class JobApp:
         self.host = ServiceHost("job_svc", settings.server)
         self.port: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._stale: bool | None = None
 
     async def _on_state_change(self, connection: Any, new: Any, old: Any) -> None:
         await self.jobs.reconcile(connection, new, old)
@@ -75,6 +75,7 @@ class JobApp:
             self._spawn(self.forwarder.run(), "outcome_forwarder")
         if housekeeping:
             self._spawn(self._housekeeping(), "housekeeping")
+            self._spawn(report_freshness(self.mirror.watcher, self._on_freshness, self.settings.breaker_stale_after_s), "freshness")
         return self.port
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
@@ -95,11 +96,10 @@ class JobApp:
         await self.close()
 
     async def _housekeeping(self) -> None:
-        """Returns expired leases to the queue, reports staleness, refreshes the gauges."""
+        """Returns expired leases to the queue and refreshes the gauges."""
         passes = 0
         while True:
             await asyncio.sleep(self.settings.sweep_interval_s)
-            self._report_staleness()
             try:
                 await self.jobs.requeue_expired()
                 if passes % METRICS_EVERY_SWEEPS == 0:
@@ -108,15 +108,12 @@ class JobApp:
                 log.exception("housekeeping_failed")
             passes += 1
 
-    def _report_staleness(self) -> None:
-        stale = self.mirror.is_stale(self.settings.breaker_stale_after_s)
+    async def _on_freshness(self, stale: bool) -> None:
+        """The queue keeps working on the last known states; `job.v1.JobService`'s health, the
+        gauge and GetQueueStatus say whether those states are stale (the overall health "",
+        which probes use, stays SERVING)."""
         metrics.BREAKER_STALE.set(1 if stale else 0)
-        if stale != self._stale:
-            # Health stays SERVING: the queue works on the last known states. Staleness is in
-            # GetQueueStatus, this log line and the gauge.
-            event = "breaker_state_stale" if stale else "breaker_state_fresh"
-            (log.warning if stale else log.info)(event, seconds_since_contact=self.mirror.contact_age_s())
-            self._stale = stale
+        await self.host.set_serving(SERVICE_NAME, not stale)
 
     async def _refresh_gauges(self) -> None:
         async with self.store.transaction() as tx:

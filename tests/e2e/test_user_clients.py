@@ -4,6 +4,7 @@ proto files at hand) and `buf curl`. Also SIGTERM: streams end cleanly and the p
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,9 +77,24 @@ def test_grpcurl_lists_describes_calls_and_health_checks_through_reflection(runn
     assert called.returncode == 0, called.stderr
     assert service.expected_key in json.loads(called.stdout)
 
-    health = grpcurl("-d", json.dumps({"service": service.full_name}), process.address, "grpc.health.v1.Health/Check")
+    health = grpcurl("-d", json.dumps({"service": ""}), process.address, "grpc.health.v1.Health/Check")
     assert health.returncode == 0, health.stderr
     assert json.loads(health.stdout) == {"status": "SERVING"}
+
+
+def test_a_subscriber_reports_stale_breaker_states_in_its_service_health(running) -> None:
+    service, process = running
+    # job_svc and campaign_svc run here with no breaker_svc to hear from: their breaker states
+    # are stale, which their own service's health reports; breaker_svc has none to report.
+    expected = "SERVING" if service.module == "breaker_svc" else "NOT_SERVING"
+    deadline = time.monotonic() + 10
+    while True:
+        health = grpcurl("-d", json.dumps({"service": service.full_name}), process.address, "grpc.health.v1.Health/Check")
+        status = json.loads(health.stdout or "{}").get("status")
+        if status == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status == expected, health.stderr
 
 
 def test_grpcurl_sees_bad_input_as_invalid_argument_with_a_clear_message(running) -> None:
