@@ -111,13 +111,13 @@ class CampaignUseCases:
     ) -> tuple[list[Campaign], str]:
         limit = pagination.page_size(page_size)
         filters = {"status": status.value if status else ""}
-        after = _position(pagination.decode_page_token(page_token, filters))
+        after = pagination.parse_created_position(pagination.decode_page_token(page_token, filters))
         async with self._engine.connect() as connection:
             found = await self._store.page(connection, status, after, limit + 1)
         if len(found) <= limit:
             return found, ""
         last = found[limit - 1]
-        return found[:limit], pagination.encode_page_token({"t": last.created_at.isoformat(), "id": last.id}, filters)
+        return found[:limit], pagination.encode_page_token(pagination.created_position(last.created_at, last.id), filters)
 
     async def pause_status(self) -> PauseReport:
         async with self._engine.connect() as connection:
@@ -249,16 +249,3 @@ class CampaignUseCases:
             log.info("campaign_change_retried", campaign_id=campaign_id, attempt=attempt + 1)
             await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
         raise Aborted(f"campaign {campaign_id} kept changing concurrently; retry")
-
-
-def _position(position: dict | None) -> tuple[datetime, str] | None:
-    if position is None:
-        return None
-    try:
-        created_at = datetime.fromisoformat(position["t"])
-        campaign_id = str(uuid.UUID(position["id"]))
-    except (KeyError, TypeError, ValueError):
-        raise InvalidArgument("page_token is malformed") from None
-    if created_at.tzinfo is None:
-        raise InvalidArgument("page_token is malformed")
-    return created_at, campaign_id

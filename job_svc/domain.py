@@ -132,7 +132,10 @@ class NewJob:
         max_attempts: int,
         max_payload_bytes: int,
     ) -> "NewJob":
-        size = len(json.dumps(payload, separators=(",", ":")).encode())
+        encoded = json.dumps(payload, separators=(",", ":"))
+        if "\\u0000" in encoded:  # neither PostgreSQL's JSON nor text can hold a NUL
+            raise InvalidArgument("payload must not contain NUL characters")
+        size = len(encoded.encode())
         if size > max_payload_bytes:
             raise InvalidArgument(f"payload must be at most {max_payload_bytes} bytes as JSON, got {size}")
         if max_attempts < 0 or max_attempts > MAX_ATTEMPTS_LIMIT:
@@ -282,4 +285,7 @@ def check_cancellable(job: Job) -> None:
 
 
 def truncate_error(error: str) -> str:
+    """A worker's error text as stored: bounded, and with NULs (which PostgreSQL text cannot
+    hold) replaced, since it is free-form diagnostics rather than input to refuse."""
+    error = error.replace("\x00", "\ufffd")
     return error if len(error) <= MAX_ERROR_LENGTH else error[: MAX_ERROR_LENGTH - 1] + "…"

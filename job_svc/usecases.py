@@ -39,7 +39,7 @@ from job_svc.domain import (
 )
 from job_svc.store import JobStore, JobTx, ListFilter, Outcome
 from services.errors import InvalidArgument, NotFound
-from services.pagination import decode_page_token, encode_page_token, page_size
+from services.pagination import created_position, decode_page_token, encode_page_token, page_size, parse_created_position
 from services.validation import validate_dependency_name, validate_uuid
 from services.watch import BreakerState, BreakerView
 
@@ -138,11 +138,11 @@ class JobUseCases:
             dependency=validate_dependency_name(dependency) if dependency else None,
         )
         filters = {"status": status.value if status else "", "campaign_id": where.campaign_id or "", "dependency": where.dependency or ""}
-        after = _position(decode_page_token(page_token, filters))
+        after = parse_created_position(decode_page_token(page_token, filters))
         async with self.store.transaction() as tx:
             found = await tx.list_jobs(where, after, size + 1)
         page, more = found[:size], len(found) > size
-        token = encode_page_token({"created_at": page[-1].created_at.isoformat(), "id": page[-1].id}, filters) if more else ""
+        token = encode_page_token(created_position(page[-1].created_at, page[-1].id), filters) if more else ""
         return JobPage(page, token)
 
     async def cancel_job(self, job_id: str) -> Job:
@@ -299,12 +299,3 @@ class JobUseCases:
             from_state=old.state.value if old else None, revision=new.revision, paused=paused, resumed=released,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
-
-
-def _position(position: dict | None) -> tuple[datetime, str] | None:
-    if position is None:
-        return None
-    try:
-        return datetime.fromisoformat(position["created_at"]), str(position["id"])
-    except (KeyError, TypeError, ValueError):
-        raise InvalidArgument("page_token is malformed") from None

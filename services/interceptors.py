@@ -63,6 +63,10 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
                 return STATUS_BY_ERROR[error_type], error.message
     if isinstance(error, STORAGE_OUTAGES):
         return grpc.StatusCode.UNAVAILABLE, "storage is unavailable, retry later"
+    if isinstance(error, sqlalchemy.exc.DataError):
+        # The database refused a value (an encoding, a range) that validation let through: the
+        # request's fault, so never INTERNAL; logged, since validation should have caught it.
+        return grpc.StatusCode.INVALID_ARGUMENT, "a value in the request cannot be stored"
     return grpc.StatusCode.INTERNAL, "internal error"
 
 
@@ -168,7 +172,7 @@ class _Call:
             self._end(_code_name(context))
             raise error
         code, message = status_for(error)
-        if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
+        if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE) or isinstance(error, sqlalchemy.exc.DataError):
             log.error("rpc_error", code=code.name, exc_info=error)
         self._end(code.name)
         await context.abort(code, message)

@@ -7,6 +7,8 @@ page and the filter it was issued for, so a token reused with another filter is 
 import base64
 import binascii
 import json
+import uuid
+from datetime import datetime
 from typing import Any
 
 from services.errors import InvalidArgument
@@ -39,3 +41,24 @@ def decode_page_token(token: str, filters: dict[str, Any]) -> dict[str, Any] | N
     if not isinstance(position, dict) or token_filters != filters:
         raise InvalidArgument("page_token does not belong to this query (the filters changed)")
     return position
+
+
+def created_position(created_at: datetime, record_id: str) -> dict[str, Any]:
+    """The keyset position after a record, for lists ordered by (creation time, id)."""
+    return {"t": created_at.isoformat(), "id": record_id}
+
+
+def parse_created_position(position: dict[str, Any] | None) -> tuple[datetime, str] | None:
+    """The (creation time, id) a token points after, every part checked: a token is input."""
+    if position is None:
+        return None
+    moment, record_id = position.get("t"), position.get("id")
+    if not isinstance(moment, str) or not isinstance(record_id, str):
+        raise InvalidArgument("page_token is malformed")
+    try:
+        created_at, record_id = datetime.fromisoformat(moment), str(uuid.UUID(record_id))
+    except ValueError:
+        raise InvalidArgument("page_token is malformed") from None
+    if created_at.tzinfo is None:
+        raise InvalidArgument("page_token is malformed")
+    return created_at, record_id

@@ -39,6 +39,8 @@ def validate_dependency_list(names: list[str] | tuple[str, ...], field: str = "d
 
 
 def validate_text(value: str, field: str, *, min_length: int = 0, max_length: int) -> str:
+    if "\x00" in value:  # PostgreSQL text cannot hold it: refuse it as input, not fail on it
+        raise InvalidArgument(f"{field} must not contain NUL characters")
     if len(value) < min_length:
         raise InvalidArgument(f"{field} is required" if min_length == 1 else f"{field} must be at least {min_length} characters")
     if len(value) > max_length:

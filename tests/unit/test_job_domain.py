@@ -86,6 +86,8 @@ class TestNewJob:
             ({"campaign_id": "not-a-uuid"}, "campaign_id must be a UUID"),
             ({"request_id": "r" * 129}, "request_id must be at most 128"),
             ({"payload": {"text": "x" * 200}}, "payload must be at most 100 bytes"),
+            ({"payload": {"text": "a\x00b"}}, "payload must not contain NUL"),
+            ({"job_type": "en\x00rich"}, "job_type must not contain NUL"),
         ],
     )
     def test_bad_fields_are_invalid_argument_naming_the_field(self, fields: dict, message: str) -> None:

@@ -1,5 +1,7 @@
 """The shared runtime's pure parts: paging tokens, validation, configuration, error mapping."""
 
+from datetime import UTC, datetime
+
 import grpc
 import pytest
 import redis.exceptions
@@ -9,7 +11,14 @@ from services import errors
 from services.config import ConfigError, ServerSettings, env_bool, env_choice, env_float, env_int
 from services.db import async_url
 from services.interceptors import status_for
-from services.pagination import MAX_PAGE_SIZE, decode_page_token, encode_page_token, page_size
+from services.pagination import (
+    MAX_PAGE_SIZE,
+    created_position,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+    parse_created_position,
+)
 from services.validation import (
     validate_dependency_list,
     validate_dependency_name,
@@ -38,6 +47,15 @@ class TestPaging:
         token = encode_page_token({"after": "a"}, {"status": 1})
         with pytest.raises(errors.InvalidArgument, match="filters changed"):
             decode_page_token(token, {"status": 2})
+
+    def test_a_created_position_round_trips_and_every_part_is_checked(self) -> None:
+        moment = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+        record_id = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+        assert parse_created_position(created_position(moment, record_id)) == (moment, record_id)
+        for bad in ({"t": moment.isoformat(), "id": 5}, {"t": "2026-11-28T12:00:00", "id": record_id},
+                    {"t": moment.isoformat(), "id": "x\x00"}, {"t": 7, "id": record_id}, {}):
+            with pytest.raises(errors.InvalidArgument, match="page_token"):
+                parse_created_position(bad)
 
     def test_page_size_defaults_caps_and_refuses_negatives(self) -> None:
         assert page_size(0) == 50
@@ -69,6 +87,8 @@ class TestValidation:
             validate_text("", "name", min_length=1, max_length=3)
         with pytest.raises(errors.InvalidArgument, match="at most 3"):
             validate_text("abcd", "name", max_length=3)
+        with pytest.raises(errors.InvalidArgument, match="name must not contain NUL"):
+            validate_text("a\x00b", "name", max_length=3)
         assert validate_request_id("") is None
         with pytest.raises(errors.InvalidArgument, match="request_id"):
             validate_request_id("r" * 129)
@@ -137,6 +157,10 @@ class TestErrorMapping:
         assert status_for(redis.exceptions.ConnectionError("refused"))[0] is grpc.StatusCode.UNAVAILABLE
         outage = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
         assert status_for(outage)[0] is grpc.StatusCode.UNAVAILABLE
+
+    def test_a_value_the_database_refuses_is_invalid_argument(self) -> None:
+        refused = sqlalchemy.exc.DataError("INSERT", {}, Exception("invalid byte sequence"))
+        assert status_for(refused) == (grpc.StatusCode.INVALID_ARGUMENT, "a value in the request cannot be stored")
 
     def test_bugs_are_internal_without_leaking_details(self) -> None:
         assert status_for(KeyError("secret_column")) == (grpc.StatusCode.INTERNAL, "internal error")
