@@ -196,10 +196,15 @@ class CampaignUseCases:
     async def fail(self, campaign_id: str, reason: str) -> Campaign:
         reason = validation.validate_text(reason, "reason", max_length=500)
 
-        async def decide(_: AsyncConnection, campaign: Campaign) -> Campaign:
-            return domain.fail(campaign, reason, self._clock())
+        async def decide(connection: AsyncConnection, campaign: Campaign) -> Campaign:
+            failed = domain.fail(campaign, reason, self._clock())
+            if campaign.manual_hold is not None:
+                # A failed campaign holds nothing any more: its jobs lose the campaign hold that
+                # the pause by hand put on them (a completed one was never paused: RUNNING only).
+                await self._store.enqueue_job_command(connection, campaign.id, JobCommandAction.RESUME, "", self._clock())
+            return failed
 
-        return await self._change(campaign_id, decide)
+        return await self._change(campaign_id, decide, job_command=True)
 
     # -- helpers -------------------------------------------------------------------------------
 
