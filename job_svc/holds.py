@@ -40,6 +40,10 @@ from job_svc.tables import HOLD_KIND, UtcDateTime, breaker_states, job_dependenc
 from services.watch import BreakerState
 
 BLOCKING_STATES = tuple(state for state in BreakerState if state.blocks_calls)
+# Jobs coming into the queue are held while their breaker blocks calls, and while it is
+# HALF_OPEN too: the trial's jobs were released when it began (`release_oldest`); any other job
+# waits for CLOSED, so a half-open provider never sees more than its trial.
+QUEUE_HOLDING_STATES = (*BLOCKING_STATES, BreakerState.HALF_OPEN)
 # Statements that name jobs by id take at most this many ids at once (bind-parameter limits).
 ID_CHUNK = 500
 
@@ -74,7 +78,8 @@ class HoldStatements:
 
     async def settle(self, job_ids: Sequence[str], now: datetime, *, created: bool = False) -> int:
         """Jobs just put back in the queue as pending get the holds that apply to them now
-        (standing manual and campaign pauses, blocked breakers); those with a hold are paused.
+        (standing manual and campaign pauses, open or half-open breakers); those with a hold
+        are paused.
         `created`: the jobs are new, so they had no hold before this. Returns holds added."""
         added = 0
         for chunk in chunks(job_ids):
@@ -114,7 +119,7 @@ class HoldStatements:
                 breaker_states.c.revision, cast(breaker_states.c.state, Text), literal(now, UtcDateTime),
             )
             .select_from(job_dependencies.join(breaker_states, breaker_states.c.dependency == job_dependencies.c.dependency))
-            .where(job_dependencies.c.job_id.in_(job_ids), breaker_states.c.state.in_(BLOCKING_STATES))
+            .where(job_dependencies.c.job_id.in_(job_ids), breaker_states.c.state.in_(QUEUE_HOLDING_STATES))
         )
         return await self._insert_holds(source)
 

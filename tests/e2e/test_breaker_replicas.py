@@ -10,7 +10,8 @@ from breaker.v1 import breaker_pb2_grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from tests.support.breaker import StreamReader, eventually, watch
+from tests.support.breaker import StreamReader, watch
+from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.redis

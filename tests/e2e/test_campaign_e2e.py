@@ -10,7 +10,10 @@ from campaign.v1 import campaign_pb2 as pb
 from campaign.v1 import campaign_pb2_grpc
 from job.v1 import job_pb2, job_pb2_grpc
 
-from tests.support.campaign import PROVIDERS, eventually, extra_postgres_database, rpc_error
+from tests.support.batches import in_batches
+from tests.support.campaign import PROVIDERS, rpc_error
+from tests.support.databases import fresh_postgres_database
+from tests.support.polling import eventually
 
 BREAKER_ENV = {"BREAKER_STORE": "memory", "BREAKER_HEARTBEAT_S": "0.5"}
 
@@ -19,13 +22,6 @@ def providers_of(i: int) -> list[str]:
     """The i-th of the 31 non-empty sets of the five providers, round robin."""
     mask = i % 31 + 1
     return [p for bit, p in enumerate(PROVIDERS) if mask >> bit & 1]
-
-
-async def gather_in_batches(calls, batch: int = 50):  # type: ignore[no-untyped-def]
-    results = []
-    for start in range(0, len(calls), batch):
-        results += await asyncio.gather(*calls[start:start + batch])
-    return results
 
 
 async def all_campaigns(stub: campaign_pb2_grpc.CampaignServiceStub) -> list[pb.Campaign]:
@@ -53,7 +49,7 @@ async def heard_breaker(stub: campaign_pb2_grpc.CampaignServiceStub) -> bool:
 async def test_an_open_breaker_pauses_exactly_its_campaigns_and_closing_it_resumes_all_but_the_hand_paused(
     service_process, postgres_url: str
 ) -> None:
-    async with extra_postgres_database() as jobs_url:
+    async with fresh_postgres_database() as jobs_url:
         breaker = service_process("breaker_svc", BREAKER_ENV, port_env="BREAKER_PORT")
         jobs = service_process(
             "job_svc", {"JOB_DATABASE_URL": jobs_url, "BREAKER_TARGET": breaker.address}, port_env="JOB_PORT"
@@ -69,11 +65,11 @@ async def test_an_open_breaker_pauses_exactly_its_campaigns_and_closing_it_resum
             job_stub = job_pb2_grpc.JobServiceStub(j_channel)
             await eventually(lambda: heard_breaker(campaigns))
 
-            created = await gather_in_batches(
+            created = await in_batches(
                 [campaigns.CreateCampaign(pb.CreateCampaignRequest(name=f"c{i}", dependencies=providers_of(i))) for i in range(200)]
             )
             ids = [r.campaign.id for r in created]
-            await gather_in_batches([campaigns.StartCampaign(pb.StartCampaignRequest(id=i)) for i in ids])
+            await in_batches([campaigns.StartCampaign(pb.StartCampaignRequest(id=i)) for i in ids])
             assert {c.status for c in await all_campaigns(campaigns)} == {pb.CAMPAIGN_STATUS_RUNNING}
             on_perplexity = {r.campaign.id for r in created if "perplexity" in r.campaign.dependencies}
             assert 0 < len(on_perplexity) < 200
@@ -131,12 +127,12 @@ async def test_500_starts_racing_breaker_flips_leave_no_running_campaign_with_an
         campaigns = campaign_pb2_grpc.CampaignServiceStub(c_channel)
         breakers = breaker_pb2_grpc.BreakerServiceStub(b_channel)
         await eventually(lambda: heard_breaker(campaigns))
-        created = await gather_in_batches(
+        created = await in_batches(
             [
                 campaigns.CreateCampaign(pb.CreateCampaignRequest(name=f"c{i}", dependencies=["perplexity", *providers_of(i)]))
                 for i in range(500)
             ],
-            batch=100,
+            size=100,
         )
         outcomes: list[str] = []
         started_at = time.monotonic()

@@ -2,14 +2,15 @@
 talking over gRPC only. Workers report provider failures to job_svc, which forwards them to the
 breaker; the breaker's transitions come back over its stream and pause or release the jobs."""
 
-import asyncio
 from collections import Counter
 
 import grpc
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 from job.v1 import job_pb2, job_pb2_grpc
 
-from tests.support.job import claim_request, create_request, eventually
+from tests.support.batches import in_batches
+from tests.support.job import claim_request, create_request
+from tests.support.polling import eventually
 
 BREAKER_ENV = {
     "BREAKER_STORE": "memory",
@@ -23,13 +24,6 @@ BREAKER_ENV = {
 }
 DOWN, UP = "perplexity", "openai"
 P = job_pb2
-
-
-async def in_batches(calls: list, size: int = 50) -> list:  # type: ignore[type-arg]
-    results = []
-    for start in range(0, len(calls), size):
-        results += await asyncio.gather(*calls[start : start + size])
-    return results
 
 
 async def all_jobs(stub: job_pb2_grpc.JobServiceStub, **filters: object) -> list[job_pb2.Job]:
@@ -80,7 +74,7 @@ async def test_a_tripped_breaker_pauses_its_jobs_half_open_releases_the_permits_
     job_svc = start_job_svc(service_process, postgres_url, breaker)
     async with grpc.aio.insecure_channel(job_svc.address) as j_channel, grpc.aio.insecure_channel(breaker.address) as b_channel:
         jobs, breakers = job_pb2_grpc.JobServiceStub(j_channel), breaker_pb2_grpc.BreakerServiceStub(b_channel)
-        await eventually(lambda: _heard(jobs))
+        await eventually(lambda: _heard(jobs), timeout_s=20)
         await in_batches([jobs.CreateJob(create_request([DOWN if i % 2 else UP])) for i in range(1000)])
         assert await counts(jobs, DOWN) == {"pending": 500} and await counts(jobs, UP) == {"pending": 500}
 
@@ -88,7 +82,7 @@ async def test_a_tripped_breaker_pauses_its_jobs_half_open_releases_the_permits_
         trial = (await jobs.ClaimJobs(claim_request("w1", [DOWN], 5))).jobs
         for job in trial:
             await jobs.FailJob(job_pb2.FailJobRequest(id=job.id, worker_id="w1", error="503", failed_dependency=DOWN))
-        await eventually(lambda: applied(jobs, breakers, DOWN, breaker_pb2.BREAKER_STATE_OPEN))
+        await eventually(lambda: applied(jobs, breakers, DOWN, breaker_pb2.BREAKER_STATE_OPEN), timeout_s=20)
         assert await counts(jobs, DOWN) == {"paused": 500} and await counts(jobs, UP) == {"pending": 500}
         assert not (await jobs.ClaimJobs(claim_request("w1", [DOWN], 100))).jobs
 
@@ -101,7 +95,7 @@ async def test_a_tripped_breaker_pauses_its_jobs_half_open_releases_the_permits_
 
         # The trials succeed: the breaker closes and every remaining job runs.
         await complete(jobs, trials, "w2")
-        await eventually(lambda: applied(jobs, breakers, DOWN, breaker_pb2.BREAKER_STATE_CLOSED))
+        await eventually(lambda: applied(jobs, breakers, DOWN, breaker_pb2.BREAKER_STATE_CLOSED), timeout_s=20)
         assert await counts(jobs, DOWN) == {"pending": 497, "completed": 3}
         rest = await claim_all(jobs, "w3", [])
         assert len(rest) == 997
@@ -119,7 +113,7 @@ async def test_job_svc_killed_while_a_breaker_changes_state_ends_with_the_right_
         breakers = breaker_pb2_grpc.BreakerServiceStub(b_channel)
         async with grpc.aio.insecure_channel(job_svc.address) as channel:
             jobs = job_pb2_grpc.JobServiceStub(channel)
-            await eventually(lambda: _heard(jobs))
+            await eventually(lambda: _heard(jobs), timeout_s=20)
             await in_batches([jobs.CreateJob(create_request([DOWN if i % 2 else UP])) for i in range(200)])
 
         # The breaker opens as job_svc dies (mid-apply or before it heard), and it is restarted.
@@ -128,7 +122,7 @@ async def test_job_svc_killed_while_a_breaker_changes_state_ends_with_the_right_
         job_svc = start_job_svc(service_process, postgres_url, breaker, port=job_svc.port)
         async with grpc.aio.insecure_channel(job_svc.address) as channel:
             jobs = job_pb2_grpc.JobServiceStub(channel)
-            await eventually(lambda: applied(jobs, breakers, DOWN, breaker_pb2.BREAKER_STATE_FORCED_OPEN))
+            await eventually(lambda: applied(jobs, breakers, DOWN, breaker_pb2.BREAKER_STATE_FORCED_OPEN), timeout_s=20)
             assert await counts(jobs, DOWN) == {"paused": 100} and await counts(jobs, UP) == {"pending": 100}
             job_svc.kill()
 
@@ -137,7 +131,7 @@ async def test_job_svc_killed_while_a_breaker_changes_state_ends_with_the_right_
         job_svc = start_job_svc(service_process, postgres_url, breaker, port=job_svc.port)
         async with grpc.aio.insecure_channel(job_svc.address) as channel:
             jobs = job_pb2_grpc.JobServiceStub(channel)
-            await eventually(lambda: applied(jobs, breakers, DOWN, breaker_pb2.BREAKER_STATE_FORCED_CLOSED))
+            await eventually(lambda: applied(jobs, breakers, DOWN, breaker_pb2.BREAKER_STATE_FORCED_CLOSED), timeout_s=20)
             assert await counts(jobs, DOWN) == {"pending": 100}
             assert len(await claim_all(jobs, "w", [DOWN])) == 100
     assert {j.attempts for j in await _everything(job_svc.address)} == {0}

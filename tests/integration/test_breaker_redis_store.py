@@ -8,7 +8,7 @@ import redis.asyncio
 
 from breaker_svc.domain import BreakerConfig, BreakerState, force_close, force_open, new_breaker, record_outcome
 from breaker_svc.store.redis_store import RedisStore
-from tests.support.breaker import eventually
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.redis
 

@@ -11,7 +11,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from breaker_svc.store.memory import MemoryStore
-from tests.support.breaker import admin, eventually, fail, running_app, succeed
+from tests.support.breaker import admin, fail, running_app, succeed
+from tests.support.polling import eventually
 
 S = pb.BreakerState
 BAD_NAMES = ["", "OpenAI", "open ai", "-openai", "openai.", "a" * 64, "ünicode", "openai\n"]

@@ -8,7 +8,8 @@ import pytest
 from breaker_svc.domain import advance, Breaker, BreakerConfig, BreakerState, Change, force_close, force_open, new_breaker, record_outcome
 from breaker_svc.store import BreakerStore
 from services.errors import InvalidArgument
-from tests.support.breaker import eventually, make_store
+from tests.support.breaker import make_store
+from tests.support.polling import eventually
 
 CONFIG = BreakerConfig(window_size=100, minimum_calls=4, open_wait_s=0.2, half_open_permitted_calls=2, max_half_open_wait_s=0.2)
 STORES = ["memory", pytest.param("redis", marks=pytest.mark.redis)]

@@ -10,7 +10,8 @@ from breaker.v1 import breaker_pb2 as pb
 
 from breaker_svc.app import BreakerApp
 from breaker_svc.domain import BreakerState
-from tests.support.breaker import FAST_CONFIG, eventually, fail, make_store, running_app, watch
+from tests.support.breaker import FAST_CONFIG, fail, make_store, running_app, watch
+from tests.support.polling import eventually
 
 S = pb.BreakerState
 QUIET_CONFIG = dataclasses.replace(FAST_CONFIG, open_wait_s=60.0)  # no timer transitions mid-test

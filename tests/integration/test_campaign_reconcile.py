@@ -9,7 +9,7 @@ import grpc
 from campaign.v1 import campaign_pb2 as pb
 
 from services.watch import BreakerState, Transition
-from tests.support.campaign import database_url, running_app  # noqa: F401
+from tests.support.campaign import running_app
 
 B = BreakerState
 

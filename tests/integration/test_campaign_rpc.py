@@ -10,7 +10,8 @@ from breaker.v1 import breaker_pb2
 from campaign.v1 import campaign_pb2 as pb
 
 from services.watch import BreakerState
-from tests.support.campaign import database_url, eventually, rpc_error, running_app  # noqa: F401
+from tests.support.campaign import rpc_error, running_app
+from tests.support.polling import eventually
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION

@@ -21,7 +21,8 @@ from campaign_svc.store import CampaignStore
 from campaign_svc.tables import metadata
 from services.db import create_engine, upgrade_schema
 from services.watch import BreakerState
-from tests.support.campaign import database_url, eventually, running_app  # noqa: F401
+from tests.support.campaign import running_app
+from tests.support.polling import eventually
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

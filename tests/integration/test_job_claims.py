@@ -4,15 +4,9 @@ import asyncio
 import time
 from collections import Counter
 
-import pytest
 from job.v1 import job_pb2
 
 from tests.support.job import bulk_insert_jobs, claim_request, running_jobs, unique
-
-
-@pytest.fixture(params=["postgres_url", "sqlite_url"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue(request.param)
 
 
 async def test_concurrent_claimers_never_get_the_same_job(database_url: str) -> None:

@@ -5,7 +5,6 @@ import asyncio
 import time
 
 import grpc
-import pytest
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 from job.v1 import job_pb2
 from sqlalchemy import func, select
@@ -31,11 +30,6 @@ class RecordingBreaker(breaker_pb2_grpc.BreakerServiceServicer):
     async def WatchTransitions(self, request, context):  # type: ignore[no-untyped-def]
         await asyncio.Event().wait()  # a quiet stream: job_svc's mirror just waits
         yield breaker_pb2.WatchTransitionsResponse()
-
-
-@pytest.fixture(params=["postgres_url", "sqlite_url"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue(request.param)
 
 
 async def test_outcomes_wait_in_the_outbox_while_breaker_svc_is_down_then_arrive_in_order(database_url: str) -> None:

@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 from job_svc.domain import HoldKind, JobStatus
 from job_svc.tables import job_holds, jobs
 from services.watch import BreakerState, BreakerView, Snapshot, Transition
+from tests.support.databases import fresh_postgres_database
 from tests.support.job import (
     RunningJobs,
     bulk_insert_jobs,
     claim_request,
     create_jobs,
     database_of,
-    fresh_postgres_database,
     running_jobs,
     status_counts,
     unique,

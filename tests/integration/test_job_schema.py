@@ -44,11 +44,6 @@ def _differences(sync_connection) -> list:  # type: ignore[no-untyped-def]
     return compare_metadata(context, metadata)
 
 
-@pytest.fixture(params=["postgres_url", "sqlite_url"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue(request.param)
-
-
 async def test_the_migrations_build_exactly_the_declared_schema(database_url: str) -> None:
     url = database_url
     await upgrade_schema(url, MIGRATIONS_DIR)

@@ -3,9 +3,9 @@
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from breaker.v1 import breaker_pb2 as pb
@@ -18,8 +18,6 @@ from breaker_svc.store import BreakerStore
 from breaker_svc.store.memory import MemoryStore
 from breaker_svc.store.redis_store import RedisStore
 from services.config import ServerSettings
-
-T = TypeVar("T")
 
 # Trips after 4 calls with half of them failed; goes HALF_OPEN 0.2 s later; 2 trial calls.
 FAST_CONFIG = BreakerConfig(window_size=10, minimum_calls=4, open_wait_s=0.2, half_open_permitted_calls=2)
@@ -58,18 +56,6 @@ async def running_app(
             yield app, breaker_pb2_grpc.BreakerServiceStub(channel)
     finally:
         await app.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[T]], timeout_s: float = 5.0, interval_s: float = 0.02) -> T:
-    """Polls `check` until it returns a truthy value (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
-        await asyncio.sleep(interval_s)
 
 
 class StreamReader:

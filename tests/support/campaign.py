@@ -9,15 +9,11 @@ breaker states themselves through `mirror.apply_snapshot` / `apply_transition`.
 
 import asyncio
 import dataclasses
-import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 import grpc
-import pytest
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 from campaign.v1 import campaign_pb2, campaign_pb2_grpc
 from job.v1 import job_pb2, job_pb2_grpc
@@ -26,28 +22,9 @@ from campaign_svc.app import CampaignApp
 from campaign_svc.settings import CampaignSettings
 from services.config import ServerSettings
 from services.watch import BreakerState, BreakerView, Snapshot, Transition
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.support.polling import eventually
 
-T = TypeVar("T")
 PROVIDERS = ("apollo", "millionverifier", "perplexity", "openai", "instantly")
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """Each test that uses it runs twice: on a fresh PostgreSQL database and on a SQLite file."""
-    return request.getfixturevalue("postgres_url" if request.param == "postgres" else "sqlite_url")
-
-
-async def eventually(check: Callable[[], Awaitable[T]], timeout_s: float = 10.0, interval_s: float = 0.02) -> T:
-    """Polls `check` until it returns a truthy value (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
-        await asyncio.sleep(interval_s)
 
 
 class PeerBreaker(breaker_pb2_grpc.BreakerServiceServicer):
@@ -178,22 +155,3 @@ async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     except grpc.aio.AioRpcError as error:
         return error
     raise AssertionError("the call succeeded but should have failed")
-
-
-@asynccontextmanager
-async def extra_postgres_database() -> AsyncIterator[str]:
-    """One more fresh PostgreSQL database (a second service's own storage), dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()

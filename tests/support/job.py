@@ -1,15 +1,12 @@
 """Helpers for job_svc's tests: an in-process job service on a real database, a clock the test
 moves, unique names, and bulk loading of jobs for the large reconciliation tests."""
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
@@ -21,7 +18,7 @@ from job_svc.domain import JobStatus, RetryPolicy
 from job_svc.settings import JobSettings
 from job_svc.tables import job_dependencies, jobs
 from services.config import ServerSettings
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.support.databases import fresh_postgres_database
 
 # Nothing listens here: breaker_svc is unreachable unless a test says otherwise.
 NO_BREAKER = "127.0.0.1:9"
@@ -86,25 +83,6 @@ async def running_jobs(
 
 
 @asynccontextmanager
-async def fresh_postgres_database() -> AsyncIterator[str]:
-    """Like the `postgres_url` fixture, for fixtures wider than one test."""
-    name = f"test_job_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-@asynccontextmanager
 async def database_of(backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     if backend == "postgres":
         async with fresh_postgres_database() as url:
@@ -130,18 +108,6 @@ def claim_request(worker_id: str, dependencies: list[str], max_jobs: int = 10, l
 
 async def create_jobs(stub: job_pb2_grpc.JobServiceStub, dependencies: list[str], count: int, **fields: object) -> list[job_pb2.Job]:
     return [(await stub.CreateJob(create_request(dependencies, **fields))).job for _ in range(count)]
-
-
-async def eventually(check: Callable[[], Awaitable[object]], timeout_s: float = 20.0, interval_s: float = 0.05) -> object:
-    """Polls `check` until it returns a truthy value (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
-        await asyncio.sleep(interval_s)
 
 
 async def expect_error(call: Callable[[], object], code: grpc.StatusCode, contains: str = "") -> str:
