@@ -1,0 +1,71 @@
+"""What every benchmark shares: quiet logs, a throw-away PostgreSQL database, a unique Redis
+key prefix, percentiles and a plain-text table."""
+
+import statistics
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import asyncpg
+import redis.asyncio
+
+from services.config import ServerSettings
+from services.logging import configure_logging
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+# Port 0: the service picks a free port. Log level warning: no access-log line per call.
+SERVER = ServerSettings(host="127.0.0.1", port=0, grace_s=1.0, admin_token=None, metrics_port=None, log_level="warning")
+
+
+def quiet_logs() -> None:
+    configure_logging("bench", "warning")
+
+
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """A new, empty database; dropped afterwards. Yields its URL."""
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@asynccontextmanager
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix nothing else uses; its keys are deleted afterwards."""
+    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+    try:
+        yield prefix
+    finally:
+        client = redis.asyncio.from_url(REDIS_URL)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+
+def p50_p99_ms(samples_s: Sequence[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(samples_s, n=100, method="inclusive")
+    return cuts[49] * 1000, cuts[98] * 1000
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(h) for h in headers]] + [[f"{c:,.1f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))

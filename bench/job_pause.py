@@ -1,0 +1,160 @@
+"""job_svc on a fresh PostgreSQL database: 20,000 pending jobs of one dependency, then the time
+the breaker mirror takes to apply OPEN (hold + pause), HALF_OPEN (release the trial permits)
+and CLOSED (resume), with the SQL statements each ran; then ClaimJobs throughput with two
+workers claiming concurrently over real gRPC, under three states of the planner's statistics:
+none yet (a fresh bulk load; autovacuum is off on the bench machine), after ANALYZE alone
+(the 20,000 deleted breaker holds not vacuumed yet), and after VACUUM ANALYZE.
+
+    .venv/bin/python -m bench.job_pause     # about 20 s; PostgreSQL at 127.0.0.1:5432
+"""
+
+import asyncio
+import re
+import time
+import uuid
+from datetime import timedelta
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from job.v1 import job_pb2, job_pb2_grpc
+from sqlalchemy import event, insert
+
+from bench.common import SERVER, fresh_postgres_database, p50_p99_ms, print_table, quiet_logs
+from job_svc.app import JobApp
+from job_svc.domain import JobStatus, RetryPolicy
+from job_svc.settings import JobSettings
+from job_svc.tables import job_dependencies, jobs
+from services.watch import BreakerState, Transition
+
+JOBS = 20_000
+DEPENDENCY = "openai"
+PERMITS = 3
+WORKERS = 2
+CLAIM_BATCH = 10
+CLAIM_FOR_S = 3.0  # per statistics state; a claim under way then still finishes...
+CLAIM_TIMEOUT_S = 5.0  # ...or hits this deadline, and its worker stops
+STATISTICS = [("none (as loaded)", None), ("ANALYZE, not vacuumed", "ANALYZE"), ("VACUUM ANALYZE", "VACUUM ANALYZE")]
+
+
+def settings(database_url: str) -> JobSettings:
+    return JobSettings(
+        server=SERVER, database_url=database_url, breaker_target="127.0.0.1:9",  # unused: this script drives the mirror
+        breaker_stale_after_s=30.0, retry_policy=RetryPolicy(base_s=1.0, max_s=300.0), max_payload_bytes=65536,
+        sweep_interval_s=1.0, outbox_batch=200, outbox_retry_max_s=10.0,
+    )
+
+
+async def insert_pending(app: JobApp) -> None:
+    """JOBS pending jobs of DEPENDENCY, oldest first, in a few multi-row INSERTs."""
+    now = app.jobs.clock()
+    rows = [
+        {
+            "id": str(uuid.uuid4()), "campaign_id": None, "job_type": "enrich", "payload": {"n": i}, "status": JobStatus.PENDING,
+            "attempts": 0, "max_attempts": 3, "lease_owner": None, "lease_expires_at": None, "run_after": now, "last_error": "",
+            "request_id": None, "created_at": now - timedelta(microseconds=JOBS - i), "updated_at": now,
+        }
+        for i in range(JOBS)
+    ]
+    async with app.engine.begin() as connection:
+        await connection.execute(insert(jobs), rows)
+        await connection.execute(insert(job_dependencies), [{"job_id": r["id"], "dependency": DEPENDENCY} for r in rows])
+
+
+async def counts(app: JobApp) -> dict[str, int]:
+    async with app.store.transaction() as tx:
+        return {s.value: n for s, n in (await tx.counts_by_dependency()).get(DEPENDENCY, {}).items()}
+
+
+def label(sql: str) -> str:
+    """'UPDATE jobs', 'INSERT job_holds', 'SELECT breaker_states', ..."""
+    table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", sql, re.IGNORECASE)
+    return f"{sql.split(None, 1)[0].upper()} {table.group(1) if table else '?'}"
+
+
+async def apply(app: JobApp, statements: list[str], revision: int, old: BreakerState, new: BreakerState) -> tuple[list[object], str]:
+    """One transition through the mirror, as the breaker stream would deliver it; its table row
+    and the statements it ran."""
+    statements.clear()
+    started = time.perf_counter()
+    await app.mirror.apply_transition(Transition(revision, DEPENDENCY, old, new, PERMITS, "bench"))
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    ran = ", ".join(statements)
+    return [f"{old.value} -> {new.value}", elapsed_ms, len(statements), counts_text(await counts(app))], ran
+
+
+def counts_text(by_status: dict[str, int]) -> str:
+    return " ".join(f"{status} {n:,}" for status, n in sorted(by_status.items()))
+
+
+async def worker(stub: job_pb2_grpc.JobServiceStub, name: str, deadline: float) -> tuple[list[float], list[str], bool]:
+    """Claims until `deadline` or the queue is empty; latencies, jobs claimed, whether a call
+    hit CLAIM_TIMEOUT_S (which ends the worker)."""
+    request = job_pb2.ClaimJobsRequest(worker_id=name, dependencies=[DEPENDENCY], max_jobs=CLAIM_BATCH, lease_duration=Duration(seconds=300))
+    latencies, claimed = [], []
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        try:
+            response = await stub.ClaimJobs(request, timeout=CLAIM_TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+            latencies.append(time.perf_counter() - started)
+            return latencies, claimed, True
+        latencies.append(time.perf_counter() - started)
+        if not response.jobs:
+            break
+        claimed.extend(job.id for job in response.jobs)
+    return latencies, claimed, False
+
+
+async def claims(stub: job_pb2_grpc.JobServiceStub, name: str, claimed: list[str]) -> list[object]:
+    """WORKERS workers claiming at once for CLAIM_FOR_S; the table row. Adds to `claimed`."""
+    started = time.perf_counter()
+    results = await asyncio.gather(*(worker(stub, f"w{i}", started + CLAIM_FOR_S) for i in range(WORKERS)))
+    wall = time.perf_counter() - started
+    latencies = [latency for run, _, _ in results for latency in run]
+    jobs_claimed = [job_id for _, ids, _ in results for job_id in ids]
+    claimed.extend(jobs_claimed)
+    timeouts = sum(timed_out for _, _, timed_out in results)
+    rates = [len(latencies) / wall, len(jobs_claimed) / wall]
+    return [name, len(latencies), timeouts, len(jobs_claimed), f"{wall:.1f}", *rates, *p50_p99_ms(latencies)]
+
+
+async def main() -> None:
+    quiet_logs()
+    async with fresh_postgres_database() as url:
+        app = JobApp(settings(url))
+        port = await app.start(follow_breakers=False, forward_outcomes=False, housekeeping=False)
+        statements: list[str] = []
+        event.listen(app.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(label(args[2])))
+        try:
+            started = time.perf_counter()
+            await insert_pending(app)
+            inserted_s = time.perf_counter() - started
+            print(f"inserted {JOBS:,} pending jobs of {DEPENDENCY!r} in {inserted_s:.2f} s: {counts_text(await counts(app))}\n")
+            phases = [
+                await apply(app, statements, 1, BreakerState.CLOSED, BreakerState.OPEN),
+                await apply(app, statements, 2, BreakerState.OPEN, BreakerState.HALF_OPEN),
+                await apply(app, statements, 3, BreakerState.HALF_OPEN, BreakerState.CLOSED),
+            ]
+            print_table(["transition applied", "ms", "statements", f"jobs of {DEPENDENCY} after"], [row for row, _ in phases])
+            for row, ran in phases:
+                print(f"  {row[0]}: {ran}")
+
+            rows, claimed = [], []
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = job_pb2_grpc.JobServiceStub(channel)
+                for name, maintenance in STATISTICS:
+                    if maintenance:
+                        async with app.engine.connect() as connection:
+                            await (await connection.execution_options(isolation_level="AUTOCOMMIT")).exec_driver_sql(maintenance)
+                    rows.append(await claims(stub, name, claimed))
+        finally:
+            await app.stop()
+    assert len(claimed) == len(set(claimed)), "a job was claimed twice"
+    print(f"\nClaimJobs: {WORKERS} workers claiming {CLAIM_BATCH} at a time for {CLAIM_FOR_S:.0f} s per state, {CLAIM_TIMEOUT_S:.0f} s deadline per call")
+    print_table(["planner statistics", "calls", "timed out", "jobs", "wall s", "calls/s", "jobs/s", "p50 ms", "p99 ms"], rows)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
