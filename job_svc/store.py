@@ -20,11 +20,10 @@ from sqlalchemy import Text, and_, bindparam, delete, exists, func, insert, lite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from job_svc.domain import ClaimRequest, Hold, Job, JobStatus, NewJob
-from job_svc.holds import BLOCKING_STATES, HoldStatements, chunks, jobs_of_dependency
+from job_svc.holds import HoldStatements, chunks, jobs_of_dependency
 from job_svc.tables import (
     JOB_STATUS,
     breaker_outbox,
-    breaker_states,
     breaker_watch_cursor,
     job_dependencies,
     job_holds,
@@ -209,22 +208,16 @@ class JobTx(HoldStatements):
     # -- the queue -----------------------------------------------------------------------------
 
     async def claim(self, request: ClaimRequest, now: datetime) -> list[str]:
-        """Leases up to `max_jobs` runnable jobs, oldest first: pending, due, with no hold and no
-        dependency blocked in the mirror's states. One statement; SKIP LOCKED on PostgreSQL, so
-        concurrent claimers take different jobs instead of waiting for each other."""
+        """Leases up to `max_jobs` runnable jobs, oldest first, in one statement; SKIP LOCKED on
+        PostgreSQL, so concurrent claimers take different jobs instead of waiting for each other.
+
+        Runnable is `pending` and due, nothing more: a job with a hold, or whose breaker blocks,
+        is `paused`, since every statement that adds a hold or stores a blocking state pauses
+        the jobs in the same transaction (holds.py). So the claim walks ix_jobs_status_created
+        in order and stops at the limit; re-checking holds and breaker states here would invite
+        the planner to scan and sort the whole queue when its statistics misjudge them."""
         candidate = jobs.alias("candidate")
-        dependency = job_dependencies.alias("dependency")
-        blocked = (
-            select(1)
-            .select_from(dependency.join(breaker_states, breaker_states.c.dependency == dependency.c.dependency))
-            .where(dependency.c.job_id == candidate.c.id, breaker_states.c.state.in_(BLOCKING_STATES))
-        )
-        conditions = [
-            candidate.c.status == JobStatus.PENDING,
-            candidate.c.run_after <= now,
-            ~exists().where(job_holds.c.job_id == candidate.c.id),
-            ~blocked.exists(),
-        ]
+        conditions = [candidate.c.status == JobStatus.PENDING, candidate.c.run_after <= now]
         if request.dependencies:
             other = job_dependencies.alias("other")
             conditions.append(~exists().where(other.c.job_id == candidate.c.id, other.c.dependency.not_in(request.dependencies)))

@@ -38,7 +38,7 @@ from job_svc.domain import (
     validate_worker_id,
 )
 from job_svc.store import JobStore, JobTx, ListFilter, Outcome
-from services.errors import InvalidArgument, NotFound
+from services.errors import NotFound
 from services.pagination import created_position, decode_page_token, encode_page_token, page_size, parse_created_position
 from services.validation import validate_dependency_name, validate_uuid
 from services.watch import BreakerState, BreakerView
