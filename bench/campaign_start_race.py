@@ -15,7 +15,8 @@ from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 from campaign.v1 import campaign_pb2, campaign_pb2_grpc
 from sqlalchemy import func, select
 
-from bench.common import REDIS_URL, SERVER, fresh_postgres_database, p50_p99_ms, print_table, quiet_logs
+from bench.common import REDIS_URL, SERVER, p50_p99_ms, print_table, quiet_logs
+from tests.support.databases import fresh_postgres_database
 from breaker_svc.app import BreakerApp
 from breaker_svc.domain import BreakerConfig
 from breaker_svc.settings import BreakerSettings

@@ -1,18 +1,16 @@
-"""What every benchmark shares: quiet logs, a throw-away PostgreSQL database, a unique Redis
-key prefix, percentiles and a plain-text table."""
+"""What every benchmark shares: quiet logs, a unique Redis key prefix, percentiles and a
+plain-text table (throw-away PostgreSQL databases come from tests.support.databases)."""
 
 import statistics
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import asyncpg
 import redis.asyncio
 
 from services.config import ServerSettings
 from services.logging import configure_logging
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 # Port 0: the service picks a free port. Log level warning: no access-log line per call.
 SERVER = ServerSettings(host="127.0.0.1", port=0, grace_s=1.0, admin_token=None, metrics_port=None, log_level="warning")
@@ -20,25 +18,6 @@ SERVER = ServerSettings(host="127.0.0.1", port=0, grace_s=1.0, admin_token=None,
 
 def quiet_logs() -> None:
     configure_logging("bench", "warning")
-
-
-@asynccontextmanager
-async def fresh_postgres_database() -> AsyncIterator[str]:
-    """A new, empty database; dropped afterwards. Yields its URL."""
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @asynccontextmanager

@@ -19,7 +19,8 @@ from google.protobuf.duration_pb2 import Duration
 from job.v1 import job_pb2, job_pb2_grpc
 from sqlalchemy import event, insert
 
-from bench.common import SERVER, fresh_postgres_database, p50_p99_ms, print_table, quiet_logs
+from bench.common import SERVER, p50_p99_ms, print_table, quiet_logs
+from tests.support.databases import fresh_postgres_database
 from job_svc.app import JobApp
 from job_svc.domain import JobStatus, RetryPolicy
 from job_svc.settings import JobSettings
