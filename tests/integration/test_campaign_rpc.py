@@ -191,6 +191,16 @@ async def test_pause_and_resume_by_hand_also_pause_and_resume_the_jobs(database_
         assert await eventually(lambda: _value(h.jobs.calls == expected))
 
 
+async def test_failing_a_campaign_paused_by_hand_releases_its_jobs(database_url: str) -> None:
+    async with running_app(database_url) as h:
+        campaign = await h.running("openai")
+        await h.stub.PauseCampaign(pb.PauseCampaignRequest(id=campaign.id, reason="list review"))
+        failed = (await h.stub.FailCampaign(pb.FailCampaignRequest(id=campaign.id, reason="gave up"))).campaign
+        assert failed.status == S.CAMPAIGN_STATUS_FAILED and list(failed.holds) == []
+        expected = [("PauseJobs", campaign.id), ("ResumeJobs", campaign.id)]
+        assert await eventually(lambda: _value(h.jobs.calls == expected))
+
+
 async def test_pause_and_resume_refuse_what_they_cannot_do(database_url: str) -> None:
     async with running_app(database_url) as h:
         created = await h.create("openai", "perplexity")

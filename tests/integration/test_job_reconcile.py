@@ -81,10 +81,13 @@ async def test_half_open_releases_only_the_oldest_permitted_jobs_and_closing_the
     await transition(svc, other, CLOSED, FORCED_OPEN)
     await transition(svc, dependency, OPEN, HALF_OPEN, permits=2)
     assert await statuses(svc, dependency) == [S.JOB_STATUS_PENDING] * 2 + [S.JOB_STATUS_PAUSED] * 4
+    # A job arriving during the trial waits for CLOSED: the provider sees only the trial.
+    during_trial = (await create_jobs(svc.stub, [dependency], 1))[0]
+    assert during_trial.status == S.JOB_STATUS_PAUSED
     claimed = (await svc.stub.ClaimJobs(claim_request("w", [dependency, other], 10))).jobs
     assert [j.id for j in claimed] == [j.id for j in created[:2]]
     await transition(svc, dependency, HALF_OPEN, CLOSED)
-    assert await statuses(svc, dependency) == [S.JOB_STATUS_PROCESSING] * 2 + [S.JOB_STATUS_PENDING] * 3 + [S.JOB_STATUS_PAUSED]
+    assert await statuses(svc, dependency) == [S.JOB_STATUS_PROCESSING] * 2 + [S.JOB_STATUS_PENDING] * 3 + [S.JOB_STATUS_PAUSED] + [S.JOB_STATUS_PENDING]
     still = (await svc.stub.GetJob(job_pb2.GetJobRequest(id=also_other.id))).job
     assert [(h.kind, h.dependency) for h in still.holds] == [(S.HOLD_KIND_BREAKER, other)]
     await transition(svc, other, FORCED_OPEN, FORCED_CLOSED)
