@@ -171,8 +171,10 @@ def watch_item_to_proto(item: WatchItem) -> pb.WatchTransitionsResponse:
     if isinstance(item, SnapshotItem):
         breakers = [breaker_to_proto(b, item.now) for b in item.breakers]
         return pb.WatchTransitionsResponse(
-            snapshot=pb.Snapshot(revision=item.revision, breakers=breakers, reset=item.reset)
+            snapshot=pb.Snapshot(revision=item.revision, breakers=breakers, reset=item.reset, epoch=item.epoch)
         )
     if isinstance(item, HeartbeatItem):
-        return pb.WatchTransitionsResponse(heartbeat=pb.Heartbeat(revision=item.revision, time=timestamp(item.at)))
+        return pb.WatchTransitionsResponse(
+            heartbeat=pb.Heartbeat(revision=item.revision, time=timestamp(item.at), epoch=item.epoch)
+        )
     raise TypeError(f"not a watch item: {item!r}")

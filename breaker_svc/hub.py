@@ -4,7 +4,12 @@ Each WatchTransitions stream is a subscriber with its own bounded queue. The hub
 message for a subscriber: when one's queue is full, the subscriber is marked, gets nothing more,
 and its stream ends with RESOURCE_EXHAUSTED once it has drained what it was given, naming the
 revision to resume from. When the log itself breaks under the hub (trimmed past it, or lost, e.g.
-Redis flushed: the revision went backwards), every subscriber gets a fresh snapshot marked reset.
+Redis flushed: its epoch changed), every subscriber gets a fresh snapshot marked reset.
+
+Revisions only mean something within an epoch (one incarnation of the log). Every stream knows
+the epoch its cursor is in, and passes over what the hub queued from another epoch: the reset
+that moves the stream to the new epoch is on its way, since the hub offers it to every subscriber
+in the same step as it moves to the new epoch itself.
 """
 
 import asyncio
@@ -31,17 +36,20 @@ class SnapshotItem:
     breakers: tuple[Breaker, ...]
     now: float
     reset: bool
+    epoch: str
 
 
 @dataclass(frozen=True)
 class TransitionItem:
     event: Event
+    epoch: str
 
 
 @dataclass(frozen=True)
 class HeartbeatItem:
     revision: int
     at: float
+    epoch: str
 
 
 WatchItem = SnapshotItem | TransitionItem | HeartbeatItem
@@ -84,10 +92,11 @@ class TransitionHub:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.position = 0  # every event up to here has been offered to the subscribers
+        self.epoch = ""  # the epoch `position` is in
 
     async def start(self) -> None:
         snapshot = await self._store.snapshot(None)
-        self.position = snapshot.revision
+        self.position, self.epoch = snapshot.revision, snapshot.epoch
         for breaker in snapshot.breakers:
             metrics.observe_state(breaker.dependency, breaker.state)
         self._task = asyncio.create_task(self._follow(), name="transition-hub")
@@ -107,7 +116,7 @@ class TransitionHub:
     async def _follow(self) -> None:
         while True:
             try:
-                events = await self._store.tail(self.position, self._poll_timeout_s, _BATCH)
+                events = await self._store.tail(self.position, self._poll_timeout_s, _BATCH, self.epoch)
                 if events is None:
                     await self._reset()
                 else:
@@ -122,25 +131,31 @@ class TransitionHub:
         for event in events:
             for subscriber in self._subscribers:
                 if subscriber.wants(event.dependency):
-                    subscriber.offer(TransitionItem(event))
+                    subscriber.offer(TransitionItem(event, self.epoch))
             self.position = event.revision
             metrics.observe_state(event.dependency, event.change.to_state)
 
     async def _reset(self) -> None:
         snapshot = await self._store.snapshot(None)
-        log.warning("hub_log_lost", position=self.position, revision=snapshot.revision)
-        self.position = snapshot.revision
+        log.warning(
+            "hub_log_lost", position=self.position, epoch=self.epoch, revision=snapshot.revision, new_epoch=snapshot.epoch
+        )
+        self.position, self.epoch = snapshot.revision, snapshot.epoch
         for subscriber in self._subscribers:
             subscriber.offer(_Reset(snapshot))
         for breaker in snapshot.breakers:
             metrics.observe_state(breaker.dependency, breaker.state)
 
-    async def watch(self, from_revision: int | None, dependencies: frozenset[str] | None) -> AsyncIterator[WatchItem]:
+    async def watch(
+        self, from_revision: int | None, dependencies: frozenset[str] | None, epoch: str | None = None
+    ) -> AsyncIterator[WatchItem]:
         """Snapshot or replay, then live transitions and heartbeats, until the hub closes.
 
         The subscriber registers before it reads the store, so whatever is committed meanwhile is
         in its queue; the queue's copies of what the snapshot or replay already covered are
-        skipped by revision: no gap and no duplicate.
+        skipped by revision: no gap and no duplicate. A replay happens only within `epoch` (the
+        one `from_revision` belongs to; without it, the log's current epoch): a revision of
+        another epoch gets a reset snapshot, whatever its number.
         """
         subscriber = _Subscriber(dependencies, self._buffer_size)
         self._subscribers.add(subscriber)
@@ -148,8 +163,10 @@ class TransitionHub:
         try:
             cursor = from_revision
             if from_revision is not None:
+                if epoch is None:
+                    epoch = await self._store.epoch()  # taken to be in the current log, as before epochs
                 while not self._closed:
-                    events = await self._store.events_after(cursor, _BATCH)
+                    events = await self._store.events_after(cursor, _BATCH, epoch)
                     if events is None:
                         cursor = None
                         break
@@ -158,37 +175,45 @@ class TransitionHub:
                     for event in events:
                         cursor = event.revision
                         if subscriber.wants(event.dependency):
-                            yield TransitionItem(event)
+                            yield TransitionItem(event, epoch)
             if cursor is None:
                 snapshot = await self._store.snapshot(dependencies)
-                cursor = snapshot.revision
-                yield SnapshotItem(snapshot.revision, snapshot.breakers, snapshot.now, reset=from_revision is not None)
-            async for item in self._live(subscriber, cursor):
+                cursor, epoch = snapshot.revision, snapshot.epoch
+                yield SnapshotItem(
+                    snapshot.revision, snapshot.breakers, snapshot.now, reset=from_revision is not None, epoch=snapshot.epoch
+                )
+            assert epoch is not None
+            async for item in self._live(subscriber, cursor, epoch):
                 yield item
         finally:
             self._subscribers.discard(subscriber)
             metrics.WATCH_SUBSCRIBERS.dec()
 
-    async def _live(self, subscriber: _Subscriber, cursor: int) -> AsyncIterator[WatchItem]:
+    async def _live(self, subscriber: _Subscriber, cursor: int, epoch: str) -> AsyncIterator[WatchItem]:
         last_sent = time.monotonic()
         while not self._closed:
             if subscriber.overflowed and subscriber.queue.empty():
                 raise ResourceExhausted(f"fell behind at revision {cursor}; resume with from_revision={cursor}")
-            item = await self._next(subscriber, cursor, last_sent + self._heartbeat_s - time.monotonic())
+            item = await self._next(subscriber, cursor, epoch, last_sent + self._heartbeat_s - time.monotonic())
             if item is _CLOSE or self._closed:
                 return
             if isinstance(item, _Reset):
-                cursor = item.snapshot.revision
-                breakers = tuple(b for b in item.snapshot.breakers if subscriber.wants(b.dependency))
-                item = SnapshotItem(cursor, breakers, item.snapshot.now, reset=True)
+                snapshot = item.snapshot
+                if snapshot.epoch == epoch and snapshot.revision <= cursor:
+                    continue  # the stream is past it already (it read the new log itself)
+                cursor, epoch = snapshot.revision, snapshot.epoch
+                breakers = tuple(b for b in snapshot.breakers if subscriber.wants(b.dependency))
+                item = SnapshotItem(cursor, breakers, snapshot.now, reset=True, epoch=epoch)
             elif isinstance(item, TransitionItem):
+                if item.epoch != epoch:
+                    continue  # another log's event: the reset between the two logs is queued
                 if item.event.revision <= cursor:
                     continue  # already in the snapshot or the replay
                 cursor = item.event.revision
             yield item
             last_sent = time.monotonic()
 
-    async def _next(self, subscriber: _Subscriber, cursor: int, wait_s: float) -> object:
+    async def _next(self, subscriber: _Subscriber, cursor: int, epoch: str, wait_s: float) -> object:
         """The subscriber's next queued item, or a heartbeat once `wait_s` has passed quietly."""
         try:
             return subscriber.queue.get_nowait()
@@ -199,14 +224,15 @@ class TransitionHub:
             async with asyncio.timeout(max(0.0, wait_s)):
                 return await subscriber.queue.get()
         except TimeoutError:
-            return HeartbeatItem(self._progress(subscriber, cursor), time.time())
+            return HeartbeatItem(self._progress(subscriber, cursor, epoch), time.time(), epoch)
 
-    def _progress(self, subscriber: _Subscriber, cursor: int) -> int:
-        """The revision up to which the subscriber has had everything meant for it.
+    def _progress(self, subscriber: _Subscriber, cursor: int, epoch: str) -> int:
+        """The revision (in `epoch`) up to which the subscriber has had everything meant for it.
 
         With nothing queued, that includes whatever the hub has passed over (other dependencies'
-        events); the hub offers and advances `position` in one step, so this cannot run ahead.
+        events) in the same epoch; the hub offers and advances `position` in one step, so this
+        cannot run ahead.
         """
-        if subscriber.queue.empty() and not subscriber.overflowed:
+        if subscriber.queue.empty() and not subscriber.overflowed and self.epoch == epoch:
             return max(cursor, self.position)
         return cursor

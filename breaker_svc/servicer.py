@@ -86,5 +86,5 @@ class BreakerServicer(breaker_pb2_grpc.BreakerServiceServicer):
         self, request: pb.WatchTransitionsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchTransitionsResponse]:
         from_revision = request.from_revision if request.HasField("from_revision") else None
-        async for item in self._use_cases.watch(from_revision, request.dependencies):
+        async for item in self._use_cases.watch(from_revision, request.dependencies, request.epoch or None):
             yield convert.watch_item_to_proto(item)

@@ -28,6 +28,7 @@ log = structlog.get_logger()
 MAX_REASON_LENGTH = 1000
 MAX_BATCH = 10_000
 MAX_WATCHED_DEPENDENCIES = 100
+MAX_EPOCH_LENGTH = 64  # what subscribers store it in (services.mirror)
 CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(BreakerConfig))
 
 
@@ -197,15 +198,20 @@ class BreakerUseCases:
 
     # --- the transition stream ------------------------------------------------------------
 
-    def watch(self, from_revision: int | None, dependencies: Iterable[str]) -> AsyncIterator[WatchItem]:
+    def watch(self, from_revision: int | None, dependencies: Iterable[str], epoch: str | None = None) -> AsyncIterator[WatchItem]:
+        """The transition stream. `epoch` is the one `from_revision` belongs to: when it is not the
+        log's current epoch the stream starts with a reset snapshot. Without it (or without
+        `from_revision`) the revision is taken to belong to the current log."""
         if from_revision is not None and from_revision < 0:
             raise InvalidArgument(f"from_revision must not be negative, got {from_revision}")
+        if epoch is not None and len(epoch) > MAX_EPOCH_LENGTH:
+            raise InvalidArgument(f"epoch must be at most {MAX_EPOCH_LENGTH} characters, got {len(epoch)}")
         names = frozenset(dependencies)
         if len(names) > MAX_WATCHED_DEPENDENCIES:
             raise InvalidArgument(f"dependencies may name at most {MAX_WATCHED_DEPENDENCIES}, got {len(names)}")
         for name in names:
             domain.validate_dependency_name(name)
-        return self._hub.watch(from_revision, names or None)
+        return self._hub.watch(from_revision, names or None, epoch if from_revision is not None else None)
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -1,16 +1,24 @@
 """A subscriber's own copy of the breaker states, kept in the subscriber's database.
 
 job_svc and campaign_svc are reconcilers: they store the breaker states they last saw and the
-last revision they applied, in the same transaction as the records they change. `BreakerMirror`
-runs the subscription: every snapshot or transition becomes, per dependency whose state really
-changed, one call of the service's `on_state_change(connection, new, old)` inside one
-transaction that also stores the new state and the applied revision. So a repeated, missed or
-reordered event, a restart or a reconnect converges to the same stored states; a transition at
-or below the stored revision changes nothing.
+last position (epoch and revision) they applied, in the same transaction as the records they
+change. `BreakerMirror` runs the subscription: every snapshot or transition becomes, per
+dependency whose state really changed, one call of the service's `on_state_change(connection,
+new, old)` inside one transaction that also stores the new state and the applied position. So a
+repeated, missed or reordered event, a restart or a reconnect converges to the same stored
+states; a transition at or below the stored revision of the same epoch changes nothing.
+
+Revisions compare only within an epoch (one incarnation of breaker_svc's log). A snapshot of
+another epoch than the stored one replaces what is known, as a reset does; a transition of
+another epoch is not applied: the stream is of a log the database has moved away from (or the
+other way round), so the mirror reconnects from the stored position and breaker_svc sorts it out
+(a replay if that position is in the current log, else a reset snapshot).
 """
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import aclosing
 from datetime import UTC, datetime
 
 import structlog
@@ -28,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.watch import BreakerState, BreakerView, BreakerWatcher, Heartbeat, Snapshot, Transition
+from services.watch import BreakerState, BreakerView, BreakerWatcher, Heartbeat, Position, Snapshot, Transition
 
 log = structlog.get_logger()
 
@@ -61,8 +69,16 @@ def define_mirror_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("id", Integer, primary_key=True),  # a single row, id 1
         Column("applied_revision", BigInteger, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
+        # The epoch of breaker_svc's log `applied_revision` counts in; NULL when applied before
+        # epochs existed (then the next connect starts from a snapshot).
+        Column("epoch", String(64), nullable=True),
     )
     return states, cursor
+
+
+class StreamOutOfDate(Exception):
+    """A transition of another epoch than the applied one: the stream must start again from the
+    applied position."""
 
 
 def closed(dependency: str) -> BreakerView:
@@ -85,17 +101,23 @@ class BreakerMirror:
         self._cursor = cursor
         self._on_state_change = on_state_change
         # On every (re)connect the stream resumes from what this database has applied.
-        self.watcher = BreakerWatcher(breaker_target, self.applied_revision)
+        self.watcher = BreakerWatcher(breaker_target, self.applied_position)
         self._retry_s = retry_s
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def applied_revision(self) -> int | None:
+    async def applied_position(self) -> Position:
+        """The epoch and revision applied last; (None, None) before anything was."""
         async with self._engine.connect() as connection:
-            return await self._applied_revision(connection)
+            row = (await connection.execute(self._position_query())).first()
+        return Position(None, None) if row is None else Position(row.epoch, row.applied_revision)
 
-    async def _applied_revision(self, connection: AsyncConnection) -> int | None:
-        return await connection.scalar(select(self._cursor.c.applied_revision).where(self._cursor.c.id == 1))
+    async def applied_revision(self) -> int | None:
+        """The revision part of `applied_position` (for status reports and tests)."""
+        return (await self.applied_position()).revision
+
+    def _position_query(self):  # type: ignore[no-untyped-def]
+        return select(self._cursor.c.epoch, self._cursor.c.applied_revision).where(self._cursor.c.id == 1)
 
     async def known_states(self, connection: AsyncConnection, dependencies: Iterable[str] | None = None) -> dict[str, BreakerView]:
         """The stored states (of `dependencies`, or all), without locking."""
@@ -138,41 +160,52 @@ class BreakerMirror:
     async def apply_snapshot(self, snapshot: Snapshot) -> None:
         async with self._engine.begin() as connection:
             applied = await self._lock_cursor(connection)
-            if not snapshot.reset and applied is not None and snapshot.revision <= applied:
+            # A snapshot of another log than the applied one replaces what is known: revisions
+            # of two logs say nothing about each other.
+            reset = snapshot.reset or (applied.revision is not None and applied.epoch != snapshot.epoch)
+            if not reset and applied.revision is not None and snapshot.revision <= applied.revision:
                 return  # an older picture than what another replica has applied meanwhile
             known = await self._states_where(connection, None, lock="update")
             incoming = {view.dependency: view for view in snapshot.breakers}
-            if snapshot.reset:
+            if reset:
                 # What was known belongs to a log that is gone: a dependency the snapshot does
                 # not list has no breaker any more, so it is closed.
                 for dependency in known.keys() - incoming.keys():
                     incoming[dependency] = closed(dependency)
             for _, view in sorted(incoming.items()):
                 old = known.get(view.dependency)
-                if snapshot.reset or old is None or old.revision <= view.revision:
-                    await self._change(connection, view, old)
-            await self._store_revision(connection, snapshot.revision)
+                if reset or old is None or old.revision <= view.revision:
+                    await self._change(connection, view, old, force=reset)
+            await self._store_position(connection, Position(snapshot.epoch, snapshot.revision))
 
     async def apply_transition(self, transition: Transition) -> None:
         async with self._engine.begin() as connection:
             applied = await self._lock_cursor(connection)
-            if applied is not None and transition.revision <= applied:
+            epoch = applied.epoch if transition.epoch is None else transition.epoch  # None: a server without epochs
+            if applied.revision is not None and epoch != applied.epoch:
+                raise StreamOutOfDate(
+                    f"transition {transition.revision} is of epoch {transition.epoch}, "
+                    f"the applied position is {applied.revision} of epoch {applied.epoch}"
+                )
+            if applied.revision is not None and transition.revision <= applied.revision:
                 return  # delivered again after a reconnect, or applied by another replica
             known = await self._states_where(connection, [transition.dependency], lock="update")
             await self._change(connection, transition.view, known.get(transition.dependency))
-            await self._store_revision(connection, transition.revision)
+            await self._store_position(connection, Position(epoch, transition.revision))
 
-    async def _lock_cursor(self, connection: AsyncConnection) -> int | None:
-        """The applied revision, its row locked: replicas of one service apply events one at a
+    async def _lock_cursor(self, connection: AsyncConnection) -> Position:
+        """The applied position, its row locked: replicas of one service apply events one at a
         time, and each sees what the previous one applied. Taken before any breaker row, so the
         lock order is always cursor, then breaker rows by name."""
-        query = select(self._cursor.c.applied_revision).where(self._cursor.c.id == 1)
+        query = self._position_query()
         if connection.dialect.name == "postgresql":
             query = query.with_for_update()
-        return await connection.scalar(query)
+        row = (await connection.execute(query)).first()
+        return Position(None, None) if row is None else Position(row.epoch, row.applied_revision)
 
-    async def _change(self, connection: AsyncConnection, view: BreakerView, old: BreakerView | None) -> None:
-        if old is not None and old.state == view.state and old.revision >= view.revision:
+    async def _change(self, connection: AsyncConnection, view: BreakerView, old: BreakerView | None, force: bool = False) -> None:
+        # A reset compares nothing by revision: the old revision may be of another log.
+        if not force and old is not None and old.state == view.state and old.revision >= view.revision:
             return
         if old is not None and old.state == view.state and old.half_open_permitted_calls == view.half_open_permitted_calls:
             await self._upsert(connection, view)  # same state, newer revision: nothing to reconcile
@@ -198,8 +231,8 @@ class BreakerMirror:
             )
         )
 
-    async def _store_revision(self, connection: AsyncConnection, revision: int) -> None:
-        values = {"id": 1, "applied_revision": revision, "updated_at": datetime.now(UTC)}
+    async def _store_position(self, connection: AsyncConnection, position: Position) -> None:
+        values = {"id": 1, "applied_revision": position.revision, "epoch": position.epoch, "updated_at": datetime.now(UTC)}
         insert = self._insert(self._cursor).values(values)
         await connection.execute(insert.on_conflict_do_update(index_elements=["id"], set_=values))
 
@@ -211,18 +244,22 @@ class BreakerMirror:
 
     async def run(self) -> None:
         """Follows the breaker stream for ever. A failure to apply (database down) is logged and
-        retried: the watcher reconnects from the revision the database holds."""
+        retried: the watcher reconnects from the position the database holds."""
         while True:
             try:
-                async for event in self.watcher.events():
-                    if isinstance(event, Snapshot):
-                        await self.apply_snapshot(event)
-                    elif isinstance(event, Transition):
-                        await self.apply_transition(event)
-                    elif isinstance(event, Heartbeat):
-                        continue
+                async with aclosing(self.watcher.events()) as events:
+                    async for event in events:
+                        if isinstance(event, Snapshot):
+                            await self.apply_snapshot(event)
+                        elif isinstance(event, Transition):
+                            await self.apply_transition(event)
+                        elif isinstance(event, Heartbeat):
+                            continue
             except asyncio.CancelledError:
                 raise
+            except StreamOutOfDate as error:
+                log.warning("breaker_stream_out_of_date", detail=str(error))
+                await asyncio.sleep(self._retry_s * random.uniform(0.1, 0.5))
             except Exception:  # noqa: BLE001 - keep following; the next attempt resumes from the DB
                 log.exception("breaker_mirror_apply_failed")
                 await asyncio.sleep(self._retry_s)

@@ -1,11 +1,19 @@
 """The breaker watch client that job_svc and campaign_svc subscribe with.
 
 `BreakerWatcher.events()` is an endless async stream of snapshots and transitions. It connects
-to breaker_svc's `WatchTransitions`, and on every (re)connect asks the caller for the last
-revision it *applied* (from the caller's own database), so a crash between receiving and
-applying an event loses nothing: the event is simply delivered again, and subscribers apply
-events idempotently. Lost connections and ended streams (including RESOURCE_EXHAUSTED when the
+to breaker_svc's `WatchTransitions`, and on every (re)connect asks the caller for the position it
+*applied* last (from the caller's own database), so a crash between receiving and applying an
+event loses nothing: the event is simply delivered again, and subscribers apply events
+idempotently. Lost connections and ended streams (including RESOURCE_EXHAUSTED when the
 subscriber fell behind) are retried with capped exponential backoff and jitter.
+
+A position is an epoch and a revision. Revisions count within one incarnation of breaker_svc's
+transition log (its epoch); when the log is lost (an in-memory breaker_svc restarted, Redis
+flushed) they start again from 0 under a new epoch. The watcher sends both, so breaker_svc
+answers a revision of a lost log with a reset snapshot instead of replaying the new log from a
+number that meant something else. Every event carries the epoch it belongs to: snapshots and
+heartbeats say it, transitions are in the epoch of the stream (the one resumed in, or the last
+snapshot's).
 """
 
 import asyncio
@@ -13,6 +21,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 import structlog
@@ -37,14 +46,24 @@ class BreakerView:
     half_open_permitted_calls: int
 
 
+class Position(NamedTuple):
+    """Where a subscriber is in breaker_svc's transition log: the last revision it applied and the
+    epoch (log incarnation) that revision counts in. None, None: nothing applied yet."""
+
+    epoch: str | None
+    revision: int | None
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """Every breaker's state at `revision`. With `reset`, what the subscriber knew is void: it
-    must reconcile all its records against these states (breakers absent here are closed)."""
+    """Every breaker's state at `revision` of `epoch`. With `reset`, what the subscriber knew is
+    void: it must reconcile all its records against these states (breakers absent here are
+    closed). `epoch` is None only from a breaker_svc that predates epochs."""
 
     revision: int
     breakers: tuple[BreakerView, ...]
     reset: bool
+    epoch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,7 @@ class Transition:
     to_state: BreakerState
     half_open_permitted_calls: int
     reason: str
+    epoch: str | None = None  # the stream's epoch (None: unknown, a breaker_svc without epochs)
 
     @property
     def view(self) -> BreakerView:
@@ -64,12 +84,14 @@ class Transition:
 @dataclass(frozen=True)
 class Heartbeat:
     revision: int
+    epoch: str | None = None
 
 
 WatchEvent = Snapshot | Transition | Heartbeat
 
 
-def event_from_proto(message: breaker_pb2.WatchTransitionsResponse) -> WatchEvent | None:
+def event_from_proto(message: breaker_pb2.WatchTransitionsResponse, epoch: str | None = None) -> WatchEvent | None:
+    """The event a stream message carries; a transition is given `epoch`, the stream's."""
     kind = message.WhichOneof("event")
     if kind == "snapshot":
         snapshot = message.snapshot
@@ -77,7 +99,7 @@ def event_from_proto(message: breaker_pb2.WatchTransitionsResponse) -> WatchEven
             BreakerView(b.dependency, BREAKER_STATE.required_from_proto(b.state, "state"), b.revision, b.config.half_open_permitted_calls)
             for b in snapshot.breakers
         )
-        return Snapshot(snapshot.revision, views, snapshot.reset)
+        return Snapshot(snapshot.revision, views, snapshot.reset, snapshot.epoch or None)
     if kind == "transition":
         t = message.transition
         return Transition(
@@ -87,9 +109,10 @@ def event_from_proto(message: breaker_pb2.WatchTransitionsResponse) -> WatchEven
             BREAKER_STATE.required_from_proto(t.to_state, "to_state"),
             t.half_open_permitted_calls,
             t.reason,
+            epoch,
         )
     if kind == "heartbeat":
-        return Heartbeat(message.heartbeat.revision)
+        return Heartbeat(message.heartbeat.revision, message.heartbeat.epoch or None)
     return None  # a newer server's message kind this client does not know: skip it
 
 
@@ -97,13 +120,13 @@ class BreakerWatcher:
     def __init__(
         self,
         target: str,
-        resume_revision: Callable[[], Awaitable[int | None]],
+        resume_position: Callable[[], Awaitable[tuple[str | None, int | None]]],
         *,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
     ) -> None:
         self._target = target
-        self._resume_revision = resume_revision
+        self._resume_position = resume_position
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self.connected = False
@@ -138,14 +161,23 @@ class BreakerWatcher:
         async with grpc.aio.insecure_channel(self._target) as channel:
             stub = breaker_pb2_grpc.BreakerServiceStub(channel)
             request = breaker_pb2.WatchTransitionsRequest()
-            revision = await self._resume_revision()
+            epoch, revision = await self._resume_position()
+            if revision is not None and epoch is None:
+                # Applied before epochs existed: nothing says which log the revision counted
+                # in, so it cannot be trusted to resume from. A snapshot replaces it.
+                log.info("breaker_stream_position_without_epoch", target=self._target, revision=revision)
+                revision = None
             if revision is not None:
                 request.from_revision = revision
-            log.info("breaker_stream_connecting", target=self._target, from_revision=revision)
+                request.epoch = epoch
+            stream_epoch = epoch if revision is not None else None
+            log.info("breaker_stream_connecting", target=self._target, from_revision=revision, epoch=epoch)
             async for message in stub.WatchTransitions(request):
                 self.connected = True
                 self.last_contact_monotonic = time.monotonic()
                 self.last_contact_wall = time.time()
-                event = event_from_proto(message)
+                event = event_from_proto(message, stream_epoch)
+                if isinstance(event, Snapshot):
+                    stream_epoch = event.epoch
                 if event is not None:
                     yield event

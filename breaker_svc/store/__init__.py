@@ -4,11 +4,18 @@ A store commits a breaker, the next deployment-wide revision and the transition 
 all or nothing. Callers never read-then-write: they hand `mutate` a pure function of the current
 breaker and the store's clock, and the store applies it atomically, retrying it when a concurrent
 writer won (compare-and-swap), so racing replicas never emit two events for one change.
+
+The log has an epoch: an id of its incarnation, made when the log is created (the in-memory store
+at construction; Redis when its key is missing, i.e. first use or after a flush). Revisions count
+within an epoch: a log that is lost starts again at revision 0 under a new epoch, so a subscriber
+resuming with a revision of the old epoch is told to start over instead of being handed the new
+log's events after a revision that meant something else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
@@ -50,11 +57,17 @@ class Mutation(Generic[R]):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Breakers and the revision they reflect, read at one instant."""
+    """Breakers, the revision they reflect and the epoch of that revision, read at one instant."""
 
     revision: int
     breakers: tuple[Breaker, ...]
     now: float
+    epoch: str
+
+
+def new_epoch() -> str:
+    """A fresh, unguessable incarnation id for a transition log (32 hex characters)."""
+    return uuid.uuid4().hex
 
 
 class BreakerStore(Protocol):
@@ -67,13 +80,17 @@ class BreakerStore(Protocol):
         """Breakers by dependency name, those after `after` (keyset paging), at most `limit`."""
 
     async def snapshot(self, dependencies: frozenset[str] | None) -> Snapshot:
-        """All breakers (or the named ones that exist) and the current revision, atomically."""
+        """All breakers (or the named ones that exist), the current revision and epoch, atomically."""
 
-    async def events_after(self, revision: int, limit: int) -> list[Event] | None:
+    async def epoch(self) -> str:
+        """The log's current epoch (created if the log has none yet)."""
+
+    async def events_after(self, revision: int, limit: int, epoch: str | None = None) -> list[Event] | None:
         """Up to `limit` events after `revision`, in order; None when they are not all retained
-        (trimmed, or `revision` is newer than the log: the log was lost)."""
+        (trimmed, or `revision` is newer than the log: the log was lost), or when `epoch` is
+        given and is not the log's current epoch (checked atomically with the read)."""
 
-    async def tail(self, revision: int, timeout_s: float, limit: int) -> list[Event] | None:
+    async def tail(self, revision: int, timeout_s: float, limit: int, epoch: str | None = None) -> list[Event] | None:
         """Like `events_after`, but waits up to `timeout_s` for an event when there is none yet."""
 
     async def current_revision(self) -> int: ...

@@ -2,6 +2,8 @@
 
 One asyncio lock makes each mutation atomic within the process; there is no other writer, so
 fn runs once. The log keeps the newest `retention` events; older revisions are "not retained".
+The log lives as long as the process: each store gets a new epoch, so a subscriber resuming with
+a revision from before a restart gets a reset snapshot, not the new log's events after it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 from breaker_svc.domain import Breaker, BreakerState
-from breaker_svc.store import Event, MutateFn, Mutation, R, Snapshot
+from breaker_svc.store import Event, MutateFn, Mutation, R, Snapshot, new_epoch
 
 
 class MemoryStore:
@@ -21,6 +23,7 @@ class MemoryStore:
         self._breakers: dict[str, Breaker] = {}
         self._events: deque[Event] = deque(maxlen=retention)
         self._revision = 0
+        self._epoch = new_epoch()
         self._lock = asyncio.Lock()
         self._appended = asyncio.Condition()
         self._clock = clock
@@ -51,9 +54,14 @@ class MemoryStore:
 
     async def snapshot(self, dependencies: frozenset[str] | None) -> Snapshot:
         names = sorted(self._breakers if dependencies is None else dependencies & self._breakers.keys())
-        return Snapshot(self._revision, tuple(self._breakers[n] for n in names), self._clock())
+        return Snapshot(self._revision, tuple(self._breakers[n] for n in names), self._clock(), self._epoch)
 
-    async def events_after(self, revision: int, limit: int) -> list[Event] | None:
+    async def epoch(self) -> str:
+        return self._epoch
+
+    async def events_after(self, revision: int, limit: int, epoch: str | None = None) -> list[Event] | None:
+        if epoch is not None and epoch != self._epoch:
+            return None
         if revision > self._revision:
             return None
         if revision == self._revision:
@@ -63,7 +71,9 @@ class MemoryStore:
         start = revision + 1 - self._events[0].revision
         return [self._events[i] for i in range(start, min(start + limit, len(self._events)))]
 
-    async def tail(self, revision: int, timeout_s: float, limit: int) -> list[Event] | None:
+    async def tail(self, revision: int, timeout_s: float, limit: int, epoch: str | None = None) -> list[Event] | None:
+        if epoch is not None and epoch != self._epoch:
+            return None
         if self._revision == revision:
             async with self._appended:
                 try:
@@ -71,7 +81,7 @@ class MemoryStore:
                         await self._appended.wait_for(lambda: self._revision != revision)
                 except TimeoutError:
                     return []
-        return await self.events_after(revision, limit)
+        return await self.events_after(revision, limit, epoch)
 
     async def current_revision(self) -> int:
         return self._revision

@@ -4,11 +4,15 @@ Keys (all under one prefix, none with a TTL):
   <prefix>breaker:<dependency>  hash {json, revision, state}: the breaker
   <prefix>dependencies          zset (score 0): every dependency name, for lexical paging
   <prefix>revision              the deployment-wide revision counter
+  <prefix>epoch                 the log's incarnation id, set once (SET NX) by whichever replica
+                                touches the log first; a flushed Redis gets a new one, so
+                                subscribers can tell the new log's revisions from the old one's
   <prefix>events                stream of transitions, id <revision>-0, MAXLEN ~ retention
   <prefix>timers                zset: breakers scored by Breaker.timer_due_at (OPEN wait, HALF_OPEN deadline)
 
 A mutation reads the breaker with the server's clock (one script), runs the pure function, and
-commits with a compare-and-swap script that also takes the revision and appends the event. The
+commits with a compare-and-swap script that also takes the revision and appends the event (and
+ensures the epoch key first, so nothing is ever appended to a log without an epoch). The
 JSON is stored with revision 0; the hash's `revision` field is the authoritative one, because
 only the script knows the revision it takes.
 
@@ -28,7 +32,7 @@ from pathlib import Path
 import redis.asyncio
 
 from breaker_svc.domain import Breaker, BreakerState, Change
-from breaker_svc.store import MAX_CAS_ATTEMPTS, Event, MutateFn, Mutation, R, Snapshot
+from breaker_svc.store import MAX_CAS_ATTEMPTS, Event, MutateFn, Mutation, R, Snapshot, new_epoch
 from services.errors import Aborted
 
 _SCRIPTS = Path(__file__).parent
@@ -55,6 +59,7 @@ class RedisStore:
         self._revision_key = f"{prefix}revision"
         self._events_key = f"{prefix}events"
         self._timers_key = f"{prefix}timers"
+        self._epoch_key = f"{prefix}epoch"
         self._read = client.register_script(_script("read"))
         self._commit = client.register_script(_script("commit"))
         self._snapshot = client.register_script(_script("snapshot"))
@@ -88,7 +93,7 @@ class RedisStore:
                 return Mutation(dataclasses.replace(breaker, revision=int(stored_revision or 0)), None, result, now)
             async with asyncio.timeout(self._timeout_s):
                 committed, revision = await self._commit(
-                    keys=[key, self._deps_key, self._revision_key, self._events_key, self._timers_key],
+                    keys=[key, self._deps_key, self._revision_key, self._events_key, self._timers_key, self._epoch_key],
                     args=[
                         raw or "",
                         new_json,
@@ -97,6 +102,7 @@ class RedisStore:
                         self._retention,
                         breaker.state.value,
                         _timer_due_at(breaker),
+                        new_epoch(),
                     ],
                 )
             if committed:
@@ -131,16 +137,29 @@ class RedisStore:
     async def snapshot(self, dependencies: frozenset[str] | None) -> Snapshot:
         which = ["all"] if dependencies is None else ["some", *sorted(dependencies)]
         async with asyncio.timeout(self._timeout_s):
-            out = await self._snapshot(keys=[self._deps_key, self._revision_key], args=[f"{self._prefix}breaker:", *which])
-        revision, seconds, microseconds, rest = int(out[0]), out[1], out[2], out[3:]
+            out = await self._snapshot(
+                keys=[self._deps_key, self._revision_key, self._epoch_key],
+                args=[f"{self._prefix}breaker:", new_epoch(), *which],
+            )
+        revision, seconds, microseconds, epoch, rest = int(out[0]), out[1], out[2], out[3], out[4:]
         breakers = tuple(_decode(rest[i + 1], rest[i + 2]) for i in range(0, len(rest), 3))
-        return Snapshot(revision, breakers, _seconds(seconds, microseconds))
+        return Snapshot(revision, breakers, _seconds(seconds, microseconds), epoch)
 
-    async def events_after(self, revision: int, limit: int) -> list[Event] | None:
+    async def epoch(self) -> str:
+        async with asyncio.timeout(self._timeout_s), self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._epoch_key, new_epoch(), nx=True)
+            pipe.get(self._epoch_key)
+            _, epoch = await pipe.execute()
+        return epoch
+
+    async def events_after(self, revision: int, limit: int, epoch: str | None = None) -> list[Event] | None:
         async with asyncio.timeout(self._timeout_s), self._redis.pipeline(transaction=True) as pipe:
             pipe.get(self._revision_key)
             pipe.xrange(self._events_key, min=f"{revision + 1}-0", max="+", count=limit)
-            current, entries = await pipe.execute()
+            pipe.get(self._epoch_key)
+            current, entries, current_epoch = await pipe.execute()
+        if epoch is not None and current_epoch != epoch:
+            return None  # `revision` counted in a log that is gone (e.g. Redis flushed)
         current = int(current or 0)
         if revision > current:
             return None  # the log was lost (e.g. Redis flushed): the caller must start over
@@ -149,13 +168,13 @@ class RedisStore:
             return None  # trimmed past `revision`
         return events
 
-    async def tail(self, revision: int, timeout_s: float, limit: int) -> list[Event] | None:
-        events = await self.events_after(revision, limit)
+    async def tail(self, revision: int, timeout_s: float, limit: int, epoch: str | None = None) -> list[Event] | None:
+        events = await self.events_after(revision, limit, epoch)
         if events != []:
             return events
         async with asyncio.timeout(timeout_s + self._timeout_s):
             await self._redis.xread({self._events_key: f"{revision}-0"}, count=1, block=max(1, int(timeout_s * 1000)))
-        return await self.events_after(revision, limit)
+        return await self.events_after(revision, limit, epoch)
 
     async def current_revision(self) -> int:
         async with asyncio.timeout(self._timeout_s):

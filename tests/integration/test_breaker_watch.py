@@ -9,8 +9,8 @@ import redis.asyncio
 from breaker.v1 import breaker_pb2 as pb
 
 from breaker_svc.app import BreakerApp
-from breaker_svc.domain import BreakerState
-from tests.support.breaker import FAST_CONFIG, fail, make_store, running_app, watch
+from breaker_svc.domain import BreakerState, force_close, force_open, new_breaker
+from tests.support.breaker import FAST_CONFIG, StreamReader, fail, make_store, running_app, watch
 from tests.support.polling import eventually
 
 S = pb.BreakerState
@@ -223,3 +223,182 @@ async def test_a_lost_redis_log_sends_live_subscribers_a_reset_snapshot(redis_ur
         else:
             assert [b.dependency for b in snapshot.breakers] == ["openai"]
         stream.cancel()
+
+
+# --- epochs: revisions count within one incarnation of the log ------------------------------
+
+
+def watch_from(stub, from_revision: int, epoch: str, dependencies: tuple[str, ...] = ()) -> StreamReader:
+    """A resume with the position a subscriber applied: a revision and the epoch it counts in."""
+    request = pb.WatchTransitionsRequest(from_revision=from_revision, epoch=epoch, dependencies=list(dependencies))
+    return StreamReader(stub.WatchTransitions(request))
+
+
+def toggle(dependency: str):
+    """A store mutation: force open, or force close when forced open."""
+
+    def fn(b, now):
+        b = b or new_breaker(dependency, QUIET_CONFIG, now)
+        force = force_close if b.state is BreakerState.FORCED_OPEN else force_open
+        return *force(b, "test", now), None
+
+    return fn
+
+
+async def delete_keys(redis_url: str, pattern: str) -> None:
+    client = redis.asyncio.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=pattern)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+async def test_snapshots_and_heartbeats_carry_the_epoch_of_the_log(service) -> None:
+    app, stub = service
+    await flip(app, "apollo", 2)
+    stream = watch(stub)
+
+    snapshot = await stream.next_of("snapshot")
+    assert snapshot.epoch and snapshot.epoch == await app.store.epoch()
+    heartbeat = await stream.next_of("heartbeat")
+    assert (heartbeat.revision, heartbeat.epoch) == (2, snapshot.epoch)
+    stream.cancel()
+
+
+async def test_from_a_revision_of_the_current_epoch_the_log_is_replayed(service) -> None:
+    app, stub = service
+    await flip(app, "apollo", 5)
+    epoch = await app.store.epoch()
+    stream = watch_from(stub, 2, epoch)
+
+    assert [t.revision for t in await stream.transitions(3)] == [3, 4, 5]
+    assert (await stream.next_of("heartbeat")).epoch == epoch
+    assert all(m.WhichOneof("event") != "snapshot" for m in stream.received)
+    stream.cancel()
+
+
+async def test_a_revision_of_another_epoch_gets_a_reset_snapshot_even_when_that_revision_is_retained(service) -> None:
+    app, stub = service
+    await flip(app, "apollo", 5)
+    stream = watch_from(stub, 2, "0123456789abcdef0123456789abcdef")
+
+    message = await stream.next()
+    assert message.WhichOneof("event") == "snapshot"
+    snapshot = message.snapshot
+    assert (snapshot.revision, snapshot.reset, snapshot.epoch) == (5, True, await app.store.epoch())
+    assert [b.dependency for b in snapshot.breakers] == ["apollo"]
+    await flip(app, "openai", 1)
+    assert (await stream.next_of("transition")).revision == 6
+    stream.cancel()
+
+
+async def test_an_epoch_longer_than_64_characters_is_invalid_argument(service) -> None:
+    _, stub = service
+    stream = watch_from(stub, 0, "x" * 65)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stream.call.read()
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("kind", STORES)
+async def test_a_subscriber_resuming_after_the_log_was_lost_gets_a_reset_snapshot_not_the_new_log_after_its_revision(
+    kind: str, redis_url: str, redis_prefix: str
+) -> None:
+    # First life: the subscriber applies revisions 1..4.
+    async with running_app(make_store(kind, redis_url, redis_prefix), default_config=QUIET_CONFIG) as (app, stub):
+        await flip(app, "openai", 4)
+        stream = watch(stub)
+        snapshot = await stream.next_of("snapshot")
+        old_epoch, applied = snapshot.epoch, snapshot.revision
+        stream.cancel()
+    assert applied == 4
+    if kind == "redis":
+        await delete_keys(redis_url, f"{redis_prefix}*")  # flushed
+    # Second life (memory: a restarted process; Redis: flushed): the log counts from 0 again and
+    # passes the subscriber's revision, with a ForceOpen before it.
+    async with running_app(make_store(kind, redis_url, redis_prefix), default_config=QUIET_CONFIG) as (app, stub):
+        assert (await app.use_cases.force_open("apollo", "incident")).event.revision == 1
+        assert await flip(app, "openai", 4) == 5
+        new_epoch = await app.store.epoch()
+        assert new_epoch != old_epoch
+
+        resumed = watch_from(stub, applied, old_epoch)
+        message = await resumed.next()
+        assert message.WhichOneof("event") == "snapshot"
+        snapshot = message.snapshot
+        assert (snapshot.revision, snapshot.reset, snapshot.epoch) == (5, True, new_epoch)
+        assert {b.dependency: b.state for b in snapshot.breakers}["apollo"] == S.BREAKER_STATE_FORCED_OPEN
+        resumed.cancel()
+
+        # Without an epoch (as before epochs, e.g. from grpcurl) the revision is taken to be the
+        # current log's: a replay, as it always was.
+        legacy = watch(stub, from_revision=applied)
+        assert [t.revision for t in await legacy.transitions(1)] == [5]
+        assert all(m.WhichOneof("event") != "snapshot" for m in legacy.received)
+        legacy.cancel()
+
+
+@pytest.mark.redis
+async def test_a_lost_redis_log_moves_live_subscribers_to_the_new_epoch(redis_url: str, redis_prefix: str) -> None:
+    store = make_store("redis", redis_url, redis_prefix)
+    async with running_app(store, default_config=QUIET_CONFIG, heartbeat_s=0.1) as (app, stub):
+        stream = watch(stub)
+        old_epoch = (await stream.next_of("snapshot")).epoch
+        await flip(app, "apollo", 3)
+        await stream.transitions(3)
+        await delete_keys(redis_url, f"{redis_prefix}*")  # flushed
+        await app.use_cases.force_open("openai", "incident")
+        await flip(app, "instantly", 4)  # the new log passes revision 3
+
+        snapshot = await stream.next_of("snapshot")
+        assert snapshot.reset and snapshot.epoch != old_epoch
+        assert snapshot.epoch == await app.store.epoch()
+
+        async def heartbeat_of_the_new_log_at_5() -> bool:
+            heartbeat = await stream.next_of("heartbeat")
+            return (heartbeat.epoch, heartbeat.revision) == (snapshot.epoch, 5)
+
+        await eventually(heartbeat_of_the_new_log_at_5)
+        transitions = [m.transition for m in stream.received if m.WhichOneof("event") == "transition"]
+        assert [t.revision for t in transitions] == [1, 2, 3] + [r for r in range(1, 6) if r > snapshot.revision]
+        stream.cancel()
+
+
+@pytest.mark.redis
+async def test_redis_replicas_share_one_epoch_and_a_log_that_lost_it_gets_a_new_one(redis_url: str, redis_prefix: str) -> None:
+    replicas = [make_store("redis", redis_url, redis_prefix) for _ in range(2)]
+    try:
+        await replicas[0].mutate("openai", toggle("openai"))
+        epoch = await replicas[0].epoch()
+        assert await replicas[1].epoch() == epoch
+        assert (await replicas[1].snapshot(None)).epoch == epoch
+        assert [e.revision for e in await replicas[1].events_after(0, 10, epoch)] == [1]
+
+        await delete_keys(redis_url, f"{redis_prefix}epoch")  # only the epoch is lost
+        # No event is appended to a log without an epoch: the commit gives it a new one first.
+        mutation = await replicas[1].mutate("openai", toggle("openai"))
+        assert mutation.event is not None and mutation.event.revision == 2
+        new_epoch = await replicas[0].epoch()
+        assert new_epoch != epoch
+        assert await replicas[0].events_after(1, 10, epoch) is None
+        assert await replicas[0].tail(1, 0.05, 10, epoch) is None
+        assert [e.revision for e in await replicas[0].events_after(1, 10, new_epoch)] == [2]
+        assert [e.revision for e in await replicas[0].events_after(1, 10)] == [2]  # no epoch: the current log
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+async def test_each_memory_store_is_a_new_epoch() -> None:
+    from breaker_svc.store.memory import MemoryStore
+
+    first, second = MemoryStore(), MemoryStore()
+    await first.mutate("openai", toggle("openai"))
+    epoch = await first.epoch()
+    assert epoch != await second.epoch()
+    assert (await first.snapshot(None)).epoch == epoch
+    assert [e.revision for e in await first.events_after(0, 10, epoch)] == [1]
+    assert await first.events_after(0, 10, await second.epoch()) is None
+    assert await first.tail(1, 0.05, 10, await second.epoch()) is None

@@ -274,30 +274,36 @@ class Transition(_message.Message):
     def __init__(self, revision: _Optional[int] = ..., dependency: _Optional[str] = ..., from_state: _Optional[_Union[BreakerState, str]] = ..., to_state: _Optional[_Union[BreakerState, str]] = ..., reason: _Optional[str] = ..., metrics: _Optional[_Union[BreakerMetrics, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., half_open_permitted_calls: _Optional[int] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("revision", "breakers", "reset")
+    __slots__ = ("revision", "breakers", "reset", "epoch")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     BREAKERS_FIELD_NUMBER: _ClassVar[int]
     RESET_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     revision: int
     breakers: _containers.RepeatedCompositeFieldContainer[Breaker]
     reset: bool
-    def __init__(self, revision: _Optional[int] = ..., breakers: _Optional[_Iterable[_Union[Breaker, _Mapping]]] = ..., reset: _Optional[bool] = ...) -> None: ...
+    epoch: str
+    def __init__(self, revision: _Optional[int] = ..., breakers: _Optional[_Iterable[_Union[Breaker, _Mapping]]] = ..., reset: _Optional[bool] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("revision", "time")
+    __slots__ = ("revision", "time", "epoch")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     revision: int
     time: _timestamp_pb2.Timestamp
-    def __init__(self, revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    epoch: str
+    def __init__(self, revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class WatchTransitionsRequest(_message.Message):
-    __slots__ = ("from_revision", "dependencies")
+    __slots__ = ("from_revision", "dependencies", "epoch")
     FROM_REVISION_FIELD_NUMBER: _ClassVar[int]
     DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     from_revision: int
     dependencies: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, from_revision: _Optional[int] = ..., dependencies: _Optional[_Iterable[str]] = ...) -> None: ...
+    epoch: str
+    def __init__(self, from_revision: _Optional[int] = ..., dependencies: _Optional[_Iterable[str]] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class WatchTransitionsResponse(_message.Message):
     __slots__ = ("snapshot", "transition", "heartbeat")

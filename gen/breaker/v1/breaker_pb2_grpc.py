@@ -162,7 +162,8 @@ class BreakerServiceServicer:
 
     def WatchTransitions(self, request, context):
         """Streams state transitions in revision order: a snapshot first (unless resuming from a
-        retained revision), then every transition, with periodic heartbeats in between.
+        retained revision of the current epoch), then every transition, with periodic heartbeats
+        in between.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
