@@ -13,7 +13,7 @@ from breaker_svc.hub import HeartbeatItem, SnapshotItem, TransitionItem, WatchIt
 from breaker_svc.store import Event
 from breaker_svc.usecases import Outcome
 from services.errors import InvalidArgument
-from services.protoconv import ProtoEnum, seconds
+from services.protoconv import ProtoEnum, duration, seconds
 from services.watch import BREAKER_STATE
 
 WINDOW_TYPE = ProtoEnum(pb.SlidingWindowType, WindowType, "SLIDING_WINDOW_TYPE_")
@@ -33,12 +33,6 @@ def timestamp(seconds: float) -> Timestamp:
     ts = Timestamp()
     ts.FromMicroseconds(round(seconds * 1_000_000))  # float epoch seconds hold microseconds, not nanos
     return ts
-
-
-def duration(seconds: float) -> Duration:
-    d = Duration()
-    d.FromNanoseconds(round(seconds * 1_000_000_000))
-    return d
 
 
 # --- requests -> domain -----------------------------------------------------------------------

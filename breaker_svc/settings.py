@@ -1,9 +1,8 @@
 """breaker_svc's settings from the environment, validated at start-up.
 
 Store:      BREAKER_STORE (memory | redis, default memory), REDIS_URL (redis://127.0.0.1:6379/0),
-            BREAKER_REDIS_PREFIX (key prefix, default "breaker:"; a hash tag such as "{breaker}:"
-            keeps every key in one Redis Cluster slot), BREAKER_EVENT_RETENTION (transitions kept
-            for replay, default 10000).
+            BREAKER_REDIS_PREFIX (key prefix, default "breaker:"; one Redis primary, not Redis
+            Cluster), BREAKER_EVENT_RETENTION (transitions kept for replay, default 10000).
 Streams:    BREAKER_HEARTBEAT_S (quiet-stream heartbeat period, default 5),
             BREAKER_WATCH_BUFFER (messages a subscriber may lag before its stream ends, default 1000).
 Timer:      BREAKER_TIMER_INTERVAL_S (how often breakers with a due open wait or half-open deadline

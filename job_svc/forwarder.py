@@ -12,10 +12,10 @@ import random
 import grpc
 import structlog
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
-from google.protobuf.duration_pb2 import Duration
 
 from job_svc import metrics
 from job_svc.store import JobStore, OutboxRow
+from services.protoconv import duration
 
 log = structlog.get_logger()
 
@@ -102,12 +102,6 @@ def _requests(rows: list[OutboxRow]) -> list[breaker_pb2.RecordOutcomesRequest]:
             result=breaker_pb2.CALL_RESULT_SUCCESS if row.success else breaker_pb2.CALL_RESULT_FAILURE,
         )
         if row.duration_s is not None:
-            request.duration.CopyFrom(_duration(row.duration_s))
+            request.duration.CopyFrom(duration(row.duration_s))
         requests.append(request)
     return requests
-
-
-def _duration(seconds: float) -> Duration:
-    duration = Duration()
-    duration.FromNanoseconds(int(seconds * 1e9))
-    return duration

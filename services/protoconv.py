@@ -55,6 +55,12 @@ def timestamp(moment: datetime | None) -> Timestamp | None:
 _NANOS_PER_S = 1_000_000_000
 
 
+def duration(length_s: float) -> Duration:
+    value = Duration()
+    value.FromNanoseconds(round(length_s * _NANOS_PER_S))
+    return value
+
+
 def seconds(duration: Duration, field: str) -> float:
     """A Duration as seconds; refuses malformed and negative ones, naming the field."""
     d = duration
