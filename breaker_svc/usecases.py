@@ -83,24 +83,28 @@ class BreakerUseCases:
         return (await self.record_outcomes([outcome]))[-1]
 
     async def record_outcomes(self, outcomes: Iterable[Outcome]) -> list[Mutation[int]]:
-        """Records the outcomes in order; one mutation per run of a dependency up to each change.
+        """Records each dependency's outcomes in their order. Breakers are independent, so the
+        batch is grouped by dependency: one atomic write per dependency and per state change,
+        however the outcomes of several dependencies are interleaved.
 
         Outcomes are validated before any is recorded, so a bad one records none of the batch.
         """
         batch = [validate_outcome(o) for o in outcomes]
         if len(batch) > MAX_BATCH:
             raise InvalidArgument(f"a batch may hold at most {MAX_BATCH} outcomes, got {len(batch)}")
+        by_dependency: dict[str, list[Outcome]] = {}
+        for outcome in batch:
+            by_dependency.setdefault(outcome.dependency, []).append(outcome)
         mutations: list[Mutation[int]] = []
-        i = 0
-        while i < len(batch):
-            run = _same_dependency_run(batch, i)
-            mutation = await self._mutate(run[0].dependency, self._recording(run))
-            i += mutation.result
-            mutations.append(mutation)
-            for success in (True, False):
-                count = sum(1 for o in run[: mutation.result] if o.success is success)
-                if count:
-                    metrics.observe_calls(run[0].dependency, success, count)
+        for dependency, run in by_dependency.items():
+            while run:
+                mutation = await self._mutate(dependency, self._recording(run))
+                mutations.append(mutation)
+                recorded, run = run[: mutation.result], run[mutation.result :]
+                for success in (True, False):
+                    count = sum(1 for o in recorded if o.success is success)
+                    if count:
+                        metrics.observe_calls(dependency, success, count)
         return mutations
 
     def _recording(self, run: list[Outcome]) -> MutateFn[int]:
@@ -232,13 +236,6 @@ class BreakerUseCases:
                 reason=change.reason,
             )
         return mutation
-
-
-def _same_dependency_run(batch: list[Outcome], start: int) -> list[Outcome]:
-    end = start
-    while end < len(batch) and batch[end].dependency == batch[start].dependency:
-        end += 1
-    return batch[start:end]
 
 
 def _token_position(position: dict[str, Any] | None) -> str | None:
