@@ -9,18 +9,14 @@ never hear of the ForceOpen: a job of that dependency would stay claimable while
 FORCED_OPEN. With the log's epoch sent along, breaker_svc answers with a reset snapshot instead.
 """
 
-import asyncio
 import signal
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import grpc
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 from job.v1 import job_pb2, job_pb2_grpc
 
-T = TypeVar("T")
+from tests.support.polling import eventually
 
 BREAKER_ENV = {
     "BREAKER_STORE": "memory",
@@ -30,17 +26,6 @@ BREAKER_ENV = {
 }
 CHURN, BLOCKED = "openai", "apollo"
 CHANGES = 6  # revisions 1..6 before the restart; after it a ForceOpen then 6 more: revision 7
-
-
-async def eventually(check: Callable[[], Awaitable[T]], timeout_s: float = 20.0, interval_s: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
-        await asyncio.sleep(interval_s)
 
 
 async def churn(breakers: breaker_pb2_grpc.BreakerServiceStub, times: int) -> int:
@@ -82,7 +67,7 @@ async def test_a_restarted_in_memory_breaker_svc_resets_job_svc_instead_of_repla
         # First life: revisions 1..6, all applied by job_svc.
         async with grpc.aio.insecure_channel(breaker.address) as b_channel:
             assert await churn(breaker_pb2_grpc.BreakerServiceStub(b_channel), CHANGES) == CHANGES
-        await eventually(lambda: applied_up_to(jobs, CHANGES))
+        await eventually(lambda: applied_up_to(jobs, CHANGES), timeout_s=20)
 
         # job_svc is away (paused) while breaker_svc restarts and its new log passes revision 6.
         assert job_svc.process is not None
@@ -100,7 +85,7 @@ async def test_a_restarted_in_memory_breaker_svc_resets_job_svc_instead_of_repla
             job_svc.process.send_signal(signal.SIGCONT)
 
         # job_svc reconnects with the position it applied (revision 6 of the old log).
-        status = await eventually(lambda: applied_up_to(jobs, last))
+        status = await eventually(lambda: applied_up_to(jobs, last), timeout_s=20)
         assert BLOCKED in status.blocked_dependencies
         states = {d.dependency: d.breaker_state for d in status.dependencies}
         assert states[BLOCKED] == breaker_pb2.BREAKER_STATE_FORCED_OPEN

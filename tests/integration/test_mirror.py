@@ -2,8 +2,7 @@
 on PostgreSQL and SQLite (a minimal schema: just the mirror's two tables)."""
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import MetaData
@@ -13,6 +12,7 @@ from services.db import create_engine
 from services.mirror import BreakerMirror, StreamOutOfDate, define_mirror_tables
 from services.watch import BreakerState, BreakerView, Position, Snapshot, Transition
 from tests.support.breaker import running_app
+from tests.support.polling import eventually
 
 S = BreakerState
 
@@ -149,15 +149,6 @@ async def test_a_position_without_an_epoch_is_replaced_by_the_first_snapshot_wit
     assert await states_of(m) == {"openai": S.CLOSED, "apollo": S.FORCED_OPEN}
 
 
-async def _eventually(check: Callable[[], Awaitable[object]], timeout_s: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout_s
-    while not (value := await check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
-        await asyncio.sleep(0.02)
-    return value
-
-
 @pytest.mark.parametrize("stored_epoch", ["an-epoch-that-is-gone", None], ids=["lost-epoch", "no-epoch"])
 async def test_a_mirror_resuming_from_a_lost_log_is_reset_not_replayed(mirror, stored_epoch: str | None) -> None:
     m, recorder = mirror
@@ -175,7 +166,7 @@ async def test_a_mirror_resuming_from_a_lost_log_is_reset_not_replayed(mirror, s
             async def caught_up() -> bool:
                 return await following.applied_position() == (epoch, 3)
 
-            await _eventually(caught_up)
+            await eventually(caught_up)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
