@@ -1,6 +1,7 @@
 """The contracts: generated code matches the protos, and buf's STANDARD + COMMENTS lint passes."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 from services import protogen
@@ -40,3 +41,11 @@ def test_every_service_has_the_names_its_callers_rely_on() -> None:
     }
     for service, methods in expected.items():
         assert {m.name for m in service.methods} == methods, service.full_name
+
+
+def test_hand_written_code_has_no_unused_imports_or_undefined_names() -> None:
+    folders = ["services", "breaker_svc", "job_svc", "campaign_svc", "tests", "bench"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pyflakes", *folders], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
