@@ -84,7 +84,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        call = _Call(method, method in self._admin_methods and self._admin_token, self._admin_token)
+        call = _Call(method, method in self._admin_methods and self._admin_token is not None, self._admin_token)
         kinds = {
             "unary_unary": grpc.unary_unary_rpc_method_handler,
             "unary_stream": grpc.unary_stream_rpc_method_handler,
@@ -111,9 +111,9 @@ class _Call:
     is why the peer is taken at the start and the code of a cancelled call is not asked for.
     """
 
-    def __init__(self, method: str, needs_admin: bool | str | None, admin_token: str | None) -> None:
+    def __init__(self, method: str, needs_admin: bool, admin_token: str | None) -> None:
         self.method = method
-        self.needs_admin = bool(needs_admin)
+        self.needs_admin = needs_admin
         self.admin_token = admin_token
         self.peer = ""
         self.started = 0.0

@@ -264,9 +264,6 @@ class BreakerMirror:
                 log.exception("breaker_mirror_apply_failed")
                 await asyncio.sleep(self._retry_s)
 
-    def contact_age_s(self) -> float | None:
-        return self.watcher.seconds_since_contact()
-
     def last_contact_epoch(self) -> float | None:
         return self.watcher.last_contact_wall
 
