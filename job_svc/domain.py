@@ -101,6 +101,7 @@ class Job:
     holds: tuple[Hold, ...]
     created_at: datetime
     updated_at: datetime
+    provider_failures: int = 0
 
     @property
     def pause_reason(self) -> str:
@@ -242,17 +243,23 @@ class FailurePlan:
     status: JobStatus  # PENDING (the queue then holds it if a dependency is blocked) or FAILED
     attempts: int
     run_after: datetime
+    provider_failures: int
 
 
 def plan_failure(job: Job, failed_dependency: str | None, now: datetime, policy: RetryPolicy) -> FailurePlan:
     """A provider's fault spends no attempt: the job goes back to the queue (paused there if the
-    provider's breaker is blocked). The job's own fault spends one, until none is left."""
+    provider's breaker is blocked), waiting twice as long after each such failure, so a provider
+    failing below its breaker's threshold is not hammered. The job's own fault spends an
+    attempt, until none is left."""
     if failed_dependency is not None:
-        return FailurePlan(JobStatus.PENDING, job.attempts, now + timedelta(seconds=policy.delay_s(1)))
+        provider_failures = job.provider_failures + 1
+        run_after = now + timedelta(seconds=policy.delay_s(provider_failures))
+        return FailurePlan(JobStatus.PENDING, job.attempts, run_after, provider_failures)
     attempts = job.attempts + 1
     if attempts >= job.max_attempts:
-        return FailurePlan(JobStatus.FAILED, attempts, job.run_after)
-    return FailurePlan(JobStatus.PENDING, attempts, now + timedelta(seconds=policy.delay_s(attempts)))
+        return FailurePlan(JobStatus.FAILED, attempts, job.run_after, job.provider_failures)
+    run_after = now + timedelta(seconds=policy.delay_s(attempts))
+    return FailurePlan(JobStatus.PENDING, attempts, run_after, job.provider_failures)
 
 
 def check_failed_dependency(job: Job, failed_dependency: str) -> str | None:

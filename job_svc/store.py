@@ -201,6 +201,7 @@ class JobTx(HoldStatements):
                 payload=row.payload, status=row.status, attempts=row.attempts, max_attempts=row.max_attempts,
                 lease_owner=row.lease_owner, lease_expires_at=row.lease_expires_at, run_after=row.run_after,
                 last_error=row.last_error, holds=tuple(holds[row.id]), created_at=row.created_at, updated_at=row.updated_at,
+                provider_failures=row.provider_failures,
             )
             for row in rows
         ]

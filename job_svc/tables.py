@@ -84,6 +84,9 @@ jobs = Table(
     Column("status", JOB_STATUS, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("max_attempts", Integer, nullable=False),
+    # Failures blamed on a provider since the job last ran clean: they spend no attempt, but
+    # each one doubles the wait before the next try.
+    Column("provider_failures", Integer, nullable=False, server_default="0"),
     Column("lease_owner", String(200), nullable=True),
     Column("lease_expires_at", UtcDateTime, nullable=True),
     Column("run_after", UtcDateTime, nullable=False),

@@ -229,7 +229,8 @@ class JobUseCases:
             else:
                 await tx.update_job(
                     job_id, status=JobStatus.PENDING, attempts=plan.attempts, run_after=plan.run_after,
-                    last_error=error, lease_owner=None, lease_expires_at=None, updated_at=now,
+                    provider_failures=plan.provider_failures, last_error=error, lease_owner=None,
+                    lease_expires_at=None, updated_at=now,
                 )
                 # Paused at once if a dependency's breaker is blocked or a pause applies.
                 await tx.settle([job_id], now)

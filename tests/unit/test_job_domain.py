@@ -149,6 +149,14 @@ class TestFailures:
         plan = plan_failure(a_job(attempts=2), "openai", NOW, self.policy)
         assert (plan.status, plan.attempts) == (JobStatus.PENDING, 2)
 
+    def test_each_providers_fault_doubles_the_wait_up_to_the_cap(self) -> None:
+        job, waits = a_job(), []
+        for _ in range(5):
+            plan = plan_failure(job, "openai", NOW, self.policy)
+            waits.append((plan.run_after - NOW).total_seconds())
+            job = replace(job, provider_failures=plan.provider_failures)
+        assert waits == [2.0, 4.0, 8.0, 10.0, 10.0] and job.attempts == 0
+
     def test_the_failed_dependency_must_be_one_of_the_jobs(self) -> None:
         assert check_failed_dependency(a_job(), "openai") == "openai"
         assert check_failed_dependency(a_job(), "") is None
