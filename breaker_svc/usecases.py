@@ -21,7 +21,7 @@ from breaker_svc.domain import Breaker, BreakerConfig, BreakerState, Change, Per
 from breaker_svc.hub import TransitionHub, WatchItem
 from breaker_svc.store import BreakerStore, Mutation, MutateFn, R
 from services import pagination
-from services.errors import InvalidArgument, NotFound
+from services.errors import Aborted, InvalidArgument, NotFound
 
 log = structlog.get_logger()
 
@@ -257,9 +257,19 @@ async def run_breaker_timer(use_cases: BreakerUseCases, store: BreakerStore, int
     while True:
         try:
             for dependency in await store.due_for_timer():
-                await use_cases.advance(dependency)
+                await _advance_one(use_cases, store, dependency)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - an outage must not end the timer
             log.warning("breaker_timer_failed", exc_info=True)
         await asyncio.sleep(interval_s)
+
+
+async def _advance_one(use_cases: BreakerUseCases, store: BreakerStore, dependency: str) -> None:
+    """One due breaker; its failure must not hold up the others (entries come oldest first)."""
+    try:
+        await use_cases.advance(dependency)
+    except NotFound:
+        await store.forget_timer(dependency)  # a schedule entry whose breaker is gone
+    except (Aborted, InvalidArgument, ValueError):
+        log.warning("breaker_timer_failed", dependency=dependency, exc_info=True)

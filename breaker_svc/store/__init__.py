@@ -99,6 +99,9 @@ class BreakerStore(Protocol):
         """Dependencies whose `Breaker.timer_due_at` has passed: an OPEN wait elapsed, or a
         HALF_OPEN trial past its deadline (for the timer)."""
 
+    async def forget_timer(self, dependency: str) -> None:
+        """Drops a schedule entry whose breaker does not exist (the timer found it so)."""
+
     async def now(self) -> float:
         """The store's clock, in seconds since the epoch (Redis `TIME`, so replica clocks don't matter)."""
 

@@ -92,6 +92,9 @@ class MemoryStore:
             b.dependency for b in self._breakers.values() if b.timer_due_at is not None and b.timer_due_at <= now
         )
 
+    async def forget_timer(self, dependency: str) -> None:
+        return None  # the schedule is derived from the breakers themselves: no stale entries
+
     async def now(self) -> float:
         return self._clock()
 

@@ -64,6 +64,7 @@ class RedisStore:
         self._commit = client.register_script(_script("commit"))
         self._snapshot = client.register_script(_script("snapshot"))
         self._due = client.register_script(_script("due"))
+        self._forget_timer = client.register_script(_script("forget_timer"))
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "breaker:", retention: int = 10_000) -> "RedisStore":
@@ -183,6 +184,10 @@ class RedisStore:
     async def due_for_timer(self) -> list[str]:
         async with asyncio.timeout(self._timeout_s):
             return list(await self._due(keys=[self._timers_key]))
+
+    async def forget_timer(self, dependency: str) -> None:
+        async with asyncio.timeout(self._timeout_s):
+            await self._forget_timer(keys=[self._timers_key, self._breaker_key(dependency)], args=[dependency])
 
     async def now(self) -> float:
         async with asyncio.timeout(self._timeout_s):
