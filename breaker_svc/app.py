@@ -31,10 +31,12 @@ class BreakerApp:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> int:
+        await self.store.check_incarnation()  # a restarted Redis gets its new epoch before anything
         await self.hub.start()
         self._tasks.append(
             asyncio.create_task(run_breaker_timer(self.use_cases, self.store, self.settings.timer_interval_s), name="breaker-timer")
         )
+        self._tasks.append(asyncio.create_task(self._check_incarnation(), name="breaker-incarnation"))
         self._tasks.append(asyncio.create_task(self._end_streams_on_shutdown(), name="end-streams"))
         servicer = BreakerServicer(self.use_cases)
 
@@ -44,6 +46,20 @@ class BreakerApp:
         self.port = await self.host.start(register, [SERVICE_NAME], ADMIN_METHODS)
         log.info("breaker_started", port=self.port, store=self.settings.store, revision=self.hub.position)
         return self.port
+
+    async def _check_incarnation(self) -> None:
+        """At the timer's pace, moves the log to a new epoch if Redis restarted (perhaps from an
+        older save): commits and snapshots check this themselves, this makes an idle log's
+        heartbeats and resumes move promptly too."""
+        while True:
+            try:
+                if await self.store.check_incarnation():
+                    log.warning("breaker_store_restarted_new_epoch")
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - an outage must not end the check
+                log.warning("breaker_incarnation_check_failed", exc_info=True)
+            await asyncio.sleep(self.settings.timer_interval_s)
 
     async def _end_streams_on_shutdown(self) -> None:
         await self.host.shutting_down.wait()

@@ -6,6 +6,12 @@ and its stream ends with RESOURCE_EXHAUSTED once it has drained what it was give
 revision to resume from. When the log itself breaks under the hub (trimmed past it, or lost, e.g.
 Redis flushed: its epoch changed), every subscriber gets a fresh snapshot marked reset.
 
+A log that went back within one epoch (Redis restarted from an older save: the store's revision
+is below the hub's position, or below the revision a resuming subscriber applied in that epoch)
+must not reuse those revisions: the hub rotates the epoch first (`rotate_epoch_if_behind`), so the
+reset carries a new epoch and every stream, here or on another replica, starts over. (The Redis
+store rotates on a restart by itself, see incarnation.lua; this catches what the run_id does not.)
+
 Revisions only mean something within an epoch (one incarnation of the log). Every stream knows
 the epoch its cursor is in, and passes over what the hub queued from another epoch: the reset
 that moves the stream to the new epoch is on its way, since the hub offers it to every subscriber
@@ -136,6 +142,10 @@ class TransitionHub:
             metrics.observe_state(event.dependency, event.change.to_state)
 
     async def _reset(self) -> None:
+        # Below our position in the same epoch: the log went back, and its next revisions would
+        # pass for ones already offered. A new epoch makes every subscriber start over.
+        if await self._store.rotate_epoch_if_behind(self.epoch, self.position):
+            log.warning("hub_log_went_back", position=self.position, epoch=self.epoch)
         snapshot = await self._store.snapshot(None)
         log.warning(
             "hub_log_lost", position=self.position, epoch=self.epoch, revision=snapshot.revision, new_epoch=snapshot.epoch
@@ -160,6 +170,7 @@ class TransitionHub:
         subscriber = _Subscriber(dependencies, self._buffer_size)
         self._subscribers.add(subscriber)
         metrics.WATCH_SUBSCRIBERS.inc()
+        claimed_epoch = epoch  # only a subscriber naming its epoch claims a revision in it
         try:
             cursor = from_revision
             if from_revision is not None:
@@ -168,6 +179,11 @@ class TransitionHub:
                 while not self._closed:
                     events = await self._store.events_after(cursor, _BATCH, epoch)
                     if events is None:
+                        if claimed_epoch is not None and from_revision is not None:
+                            # The subscriber applied `from_revision` in this epoch: if the log is
+                            # now below it, it went back, and needs a new epoch before anyone is
+                            # handed its next revisions (no-op if the epoch is another one).
+                            await self._store.rotate_epoch_if_behind(claimed_epoch, from_revision)
                         cursor = None
                         break
                     if not events:

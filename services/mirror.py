@@ -163,6 +163,19 @@ class BreakerMirror:
             # A snapshot of another log than the applied one replaces what is known: revisions
             # of two logs say nothing about each other.
             reset = snapshot.reset or (applied.revision is not None and applied.epoch != snapshot.epoch)
+            if (
+                snapshot.reset
+                and snapshot.epoch is not None
+                and snapshot.epoch == applied.epoch
+                and applied.revision is not None
+                and snapshot.revision < applied.revision
+            ):
+                # A reset of the applied epoch, older than what is applied: a late duplicate (a
+                # slower replica's reset, after another replica already applied it and more).
+                # breaker_svc never takes a log back within an epoch (a log that went back gets
+                # a new one), so it cannot be news. Without an epoch (an old breaker_svc) a
+                # reset is always applied.
+                return
             if not reset and applied.revision is not None and snapshot.revision <= applied.revision:
                 return  # an older picture than what another replica has applied meanwhile
             known = await self._states_where(connection, None, lock="update")

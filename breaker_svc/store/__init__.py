@@ -6,10 +6,13 @@ breaker and the store's clock, and the store applies it atomically, retrying it 
 writer won (compare-and-swap), so racing replicas never emit two events for one change.
 
 The log has an epoch: an id of its incarnation, made when the log is created (the in-memory store
-at construction; Redis when its key is missing, i.e. first use or after a flush). Revisions count
-within an epoch: a log that is lost starts again at revision 0 under a new epoch, so a subscriber
-resuming with a revision of the old epoch is told to start over instead of being handed the new
-log's events after a revision that meant something else.
+at construction; Redis when its key is missing, i.e. first use or after a flush, and whenever the
+Redis process changed, since a restart from an older save takes the revisions back). Revisions
+count within an epoch, and only forwards: a log that is lost, or went back, continues under a new
+epoch, so a subscriber resuming with a revision of the old epoch is told to start over instead of
+being handed the new log's events after a revision that meant something else. A regression seen
+within one epoch (its revision below one seen in it) rotates the epoch too
+(`rotate_epoch_if_behind`).
 """
 
 from __future__ import annotations
@@ -84,6 +87,14 @@ class BreakerStore(Protocol):
 
     async def epoch(self) -> str:
         """The log's current epoch (created if the log has none yet)."""
+
+    async def check_incarnation(self) -> bool:
+        """Rotates the epoch if the log may have gone back since it was made (Redis restarted);
+        True if it did. The memory store's log cannot: a no-op."""
+
+    async def rotate_epoch_if_behind(self, epoch: str, revision: int) -> bool:
+        """Rotates the epoch if it is `epoch` and the current revision is below `revision`, which
+        was seen in it (the log went back); True if it did. Racing callers rotate once."""
 
     async def events_after(self, revision: int, limit: int, epoch: str | None = None) -> list[Event] | None:
         """Up to `limit` events after `revision`, in order; None when they are not all retained

@@ -1,14 +1,16 @@
 -- Commits one breaker mutation atomically: compare-and-swap on the breaker's JSON, then (when the
 -- state changed) the next global revision, the breaker stamped with it, and the event appended to
 -- the stream under the id <revision>-0. All of it or none of it; nothing has a TTL.
--- The log's epoch is ensured first (SET NX): a log whose epoch key is gone (Redis flushed) gets a
--- new epoch before anything is appended to it, so no revision of the new log can pass for one of
--- the old.
+-- The log's epoch is ensured first (incarnation.lua, prepended): a log whose epoch key is gone
+-- (Redis flushed) or that was made under an earlier Redis process (a restart, possibly from an
+-- older save that took the revisions back) gets a new epoch before anything is appended to it, so
+-- no revision of the new log can pass for one of the old.
 -- KEYS: 1 breaker hash, 2 dependency index (zset), 3 revision counter, 4 event stream,
---       5 timer schedule (zset scored by when the timer must look at the breaker), 6 log epoch
+--       5 timer schedule (zset scored by when the timer must look at the breaker), 6 log epoch,
+--       7 the run_id the epoch was made under
 -- ARGV: 1 expected JSON ('' = no breaker yet), 2 new JSON, 3 dependency, 4 change JSON ('' = none),
 --       5 stream retention, 6 new state, 7 timer due seconds ('' = nothing due),
---       8 a fresh epoch, used only if the log has none
+--       8 a fresh epoch, used only if the log has none or it was made under another Redis process
 -- Returns {1, revision} when committed, {0, 0} when another writer changed the breaker first.
 local current = redis.call('HGET', KEYS[1], 'json')
 if current == false then current = '' end
@@ -16,7 +18,7 @@ if current ~= ARGV[1] then
   return {0, 0}
 end
 
-redis.call('SET', KEYS[6], ARGV[8], 'NX')
+ensure_incarnation(KEYS[7], KEYS[6], ARGV[8])
 
 local revision
 if ARGV[4] ~= '' then

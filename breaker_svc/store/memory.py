@@ -59,6 +59,17 @@ class MemoryStore:
     async def epoch(self) -> str:
         return self._epoch
 
+    async def check_incarnation(self) -> bool:
+        return False  # the log lives and dies with this object: it cannot outlive its epoch
+
+    async def rotate_epoch_if_behind(self, epoch: str, revision: int) -> bool:
+        # This log never goes back, so only a subscriber's claim can be ahead of it; it is
+        # treated as the Redis store treats it, so both stores answer a resume alike.
+        if epoch != self._epoch or revision <= self._revision:
+            return False
+        self._epoch = new_epoch()
+        return True
+
     async def events_after(self, revision: int, limit: int, epoch: str | None = None) -> list[Event] | None:
         if epoch is not None and epoch != self._epoch:
             return None

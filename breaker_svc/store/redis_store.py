@@ -4,15 +4,19 @@ Keys (all under one prefix, none with a TTL):
   <prefix>breaker:<dependency>  hash {json, revision, state}: the breaker
   <prefix>dependencies          zset (score 0): every dependency name, for lexical paging
   <prefix>revision              the deployment-wide revision counter
-  <prefix>epoch                 the log's incarnation id, set once (SET NX) by whichever replica
-                                touches the log first; a flushed Redis gets a new one, so
-                                subscribers can tell the new log's revisions from the old one's
+  <prefix>epoch                 the log's incarnation id, set by whichever replica touches the log
+                                first; a flushed or restarted Redis gets a new one, so subscribers
+                                can tell the new log's revisions from the old one's
+  <prefix>run_id                the `run_id` of the Redis process the epoch was made under
+                                (incarnation.lua): a restart, perhaps from an older save that
+                                took the revisions back, replaces the epoch
   <prefix>events                stream of transitions, id <revision>-0, MAXLEN ~ retention
   <prefix>timers                zset: breakers scored by Breaker.timer_due_at (OPEN wait, HALF_OPEN deadline)
 
 A mutation reads the breaker with the server's clock (one script), runs the pure function, and
 commits with a compare-and-swap script that also takes the revision and appends the event (and
-ensures the epoch key first, so nothing is ever appended to a log without an epoch). The
+ensures the epoch first, so nothing is ever appended to a log without an epoch or under an
+epoch made by an earlier Redis process). The
 JSON is stored with revision 0; the hash's `revision` field is the authoritative one, because
 only the script knows the revision it takes.
 
@@ -43,6 +47,11 @@ def _script(name: str) -> str:
     return (_SCRIPTS / f"{name}.lua").read_text()
 
 
+def _with_incarnation(name: str) -> str:
+    """A script that creates or names an epoch, with the run_id check (incarnation.lua) before it."""
+    return _script("incarnation") + _script(name)
+
+
 def _seconds(seconds: str | int, microseconds: str | int) -> float:
     return int(seconds) + int(microseconds) / 1_000_000
 
@@ -60,9 +69,11 @@ class RedisStore:
         self._events_key = f"{prefix}events"
         self._timers_key = f"{prefix}timers"
         self._epoch_key = f"{prefix}epoch"
+        self._run_id_key = f"{prefix}run_id"
         self._read = client.register_script(_script("read"))
-        self._commit = client.register_script(_script("commit"))
-        self._snapshot = client.register_script(_script("snapshot"))
+        self._commit = client.register_script(_with_incarnation("commit"))
+        self._snapshot = client.register_script(_with_incarnation("snapshot"))
+        self._rotate = client.register_script(_with_incarnation("rotate"))
         self._due = client.register_script(_script("due"))
         self._forget_timer = client.register_script(_script("forget_timer"))
 
@@ -94,7 +105,15 @@ class RedisStore:
                 return Mutation(dataclasses.replace(breaker, revision=int(stored_revision or 0)), None, result, now)
             async with asyncio.timeout(self._timeout_s):
                 committed, revision = await self._commit(
-                    keys=[key, self._deps_key, self._revision_key, self._events_key, self._timers_key, self._epoch_key],
+                    keys=[
+                        key,
+                        self._deps_key,
+                        self._revision_key,
+                        self._events_key,
+                        self._timers_key,
+                        self._epoch_key,
+                        self._run_id_key,
+                    ],
                     args=[
                         raw or "",
                         new_json,
@@ -139,7 +158,7 @@ class RedisStore:
         which = ["all"] if dependencies is None else ["some", *sorted(dependencies)]
         async with asyncio.timeout(self._timeout_s):
             out = await self._snapshot(
-                keys=[self._deps_key, self._revision_key, self._epoch_key],
+                keys=[self._deps_key, self._revision_key, self._epoch_key, self._run_id_key],
                 args=[f"{self._prefix}breaker:", new_epoch(), *which],
             )
         revision, seconds, microseconds, epoch, rest = int(out[0]), out[1], out[2], out[3], out[4:]
@@ -147,11 +166,26 @@ class RedisStore:
         return Snapshot(revision, breakers, _seconds(seconds, microseconds), epoch)
 
     async def epoch(self) -> str:
-        async with asyncio.timeout(self._timeout_s), self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._epoch_key, new_epoch(), nx=True)
-            pipe.get(self._epoch_key)
-            _, epoch = await pipe.execute()
-        return epoch
+        return (await self._run_rotate("", 0))[1]
+
+    async def check_incarnation(self) -> bool:
+        """Replaces the epoch if it was made under another Redis process than the running one
+        (restarted, perhaps from an older save). The scripts that commit or snapshot check this
+        themselves; calling it periodically moves an idle log to its new epoch promptly."""
+        return (await self._run_rotate("", 0))[0]
+
+    async def rotate_epoch_if_behind(self, epoch: str, revision: int) -> bool:
+        """Replaces the epoch if it is still `epoch` but its revision counter is below `revision`,
+        one that was seen in it: the log went back, and its next revisions must not pass for the
+        ones seen. Atomic and conditional, so replicas reporting one regression rotate once."""
+        return (await self._run_rotate(epoch, revision))[0]
+
+    async def _run_rotate(self, expected_epoch: str, revision: int) -> tuple[bool, str]:
+        async with asyncio.timeout(self._timeout_s):
+            rotated, epoch = await self._rotate(
+                keys=[self._run_id_key, self._epoch_key, self._revision_key], args=[new_epoch(), expected_epoch, revision]
+            )
+        return bool(int(rotated)), epoch
 
     async def events_after(self, revision: int, limit: int, epoch: str | None = None) -> list[Event] | None:
         async with asyncio.timeout(self._timeout_s), self._redis.pipeline(transaction=True) as pipe:

@@ -1,10 +1,11 @@
 -- Reads breakers, the current revision and the log's epoch at one instant. The epoch is created
--- (SET NX) when the log has none yet, so the snapshot always names the epoch its revision is in.
--- KEYS: 1 dependency index (zset), 2 revision counter, 3 log epoch
--- ARGV: 1 breaker hash key prefix, 2 a fresh epoch (used only if the log has none),
+-- when the log has none yet, or replaced when it was made under another Redis process
+-- (incarnation.lua, prepended), so the snapshot always names the epoch its revision is in.
+-- KEYS: 1 dependency index (zset), 2 revision counter, 3 log epoch, 4 run_id
+-- ARGV: 1 breaker hash key prefix, 2 a fresh epoch (used only if the log needs one),
 --       3 'all' or 'some', 4.. dependency names (with 'some')
 -- Returns {revision, seconds, microseconds, epoch, name, json, breaker revision, name, json, ...}.
-redis.call('SET', KEYS[3], ARGV[2], 'NX')
+ensure_incarnation(KEYS[4], KEYS[3], ARGV[2])
 local epoch = redis.call('GET', KEYS[3])
 
 local names

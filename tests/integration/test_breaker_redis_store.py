@@ -65,7 +65,9 @@ async def test_nothing_it_writes_expires(store: RedisStore, redis_prefix: str, c
         await store.mutate("openai", lambda b, now: (*record_outcome(b or new_breaker("openai", CONFIG, now), False, None, now), None))
     keys = await keys_of(client, redis_prefix)
 
-    assert {k.removeprefix(redis_prefix) for k in keys} == {"breaker:openai", "dependencies", "revision", "events", "timers", "epoch"}
+    assert {k.removeprefix(redis_prefix) for k in keys} == {
+        "breaker:openai", "dependencies", "revision", "events", "timers", "epoch", "run_id"
+    }
     assert [await client.ttl(k) for k in keys] == [-1] * len(keys)
 
 

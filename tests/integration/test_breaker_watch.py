@@ -1,7 +1,11 @@
 """WatchTransitions over a real channel: snapshot, replay, reset, heartbeats, filter, overflow."""
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -12,6 +16,7 @@ from breaker_svc.app import BreakerApp
 from breaker_svc.domain import BreakerState, force_close, force_open, new_breaker
 from tests.support.breaker import FAST_CONFIG, StreamReader, fail, make_store, running_app, watch
 from tests.support.polling import eventually
+from tests.support.processes import free_port
 
 S = pb.BreakerState
 QUIET_CONFIG = dataclasses.replace(FAST_CONFIG, open_wait_s=60.0)  # no timer transitions mid-test
@@ -402,3 +407,179 @@ async def test_each_memory_store_is_a_new_epoch() -> None:
     assert [e.revision for e in await first.events_after(0, 10, epoch)] == [1]
     assert await first.events_after(0, 10, await second.epoch()) is None
     assert await first.tail(1, 0.05, 10, await second.epoch()) is None
+
+
+# --- a Redis restarted from an older save ---------------------------------------------------
+
+
+class OwnRedis:
+    """A redis-server of the test's own (the shared one is never restarted), saving to `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    async def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        command += ["--dir", str(self.directory), "--dbfilename", "dump.rdb"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        async def answers() -> bool:
+            client = redis.asyncio.from_url(self.url)
+            try:
+                return bool(await client.ping())
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                return False
+            finally:
+                await client.aclose()
+
+        assert await eventually(answers)
+
+    def crash(self) -> None:
+        """kill -9: whatever was written after the last SAVE is lost."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    await server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.crash()
+
+
+async def retrying(step: Callable[[], Awaitable[object]]) -> object:
+    """Runs `step` until Redis answers it (the app's connections died with the server)."""
+    for _ in range(50):
+        try:
+            return await step()
+        except (redis.ConnectionError, TimeoutError, grpc.aio.AioRpcError):
+            await asyncio.sleep(0.1)
+    return await step()
+
+
+def states_of(stream: StreamReader, since: int = 0) -> dict[str, int]:
+    """What a subscriber that applied the stream's messages (from message `since` on) knows."""
+    states: dict[str, int] = {}
+    for message in stream.received[since:]:
+        kind = message.WhichOneof("event")
+        if kind == "snapshot":
+            states = {b.dependency: b.state for b in message.snapshot.breakers}
+        elif kind == "transition":
+            states[message.transition.dependency] = message.transition.to_state
+    return states
+
+
+@pytest.mark.redis
+async def test_a_redis_restarted_from_an_older_save_moves_every_subscriber_to_a_new_epoch(own_redis: OwnRedis) -> None:
+    store = make_store("redis", own_redis.url, "breaker:")
+    async with running_app(store, default_config=QUIET_CONFIG, heartbeat_s=0.1) as (app, stub):
+        live = watch(stub)
+        epoch = (await live.next_of("snapshot")).epoch
+        await app.use_cases.force_open("openai", "incident")  # 1
+        client = redis.asyncio.from_url(own_redis.url)
+        await client.save()  # the last save before the crash: openai FORCED_OPEN at revision 1
+        await client.aclose()
+        await app.use_cases.force_close("openai", "over")  # 2
+        await app.use_cases.force_open("apollo", "incident")  # 3
+        await flip(app, "instantly", 2)  # 4, 5
+        await live.transitions(5)
+        # A subscriber applied 1..5 of `epoch`: openai FORCED_CLOSED, apollo FORCED_OPEN.
+        assert states_of(live)["openai"] == S.BREAKER_STATE_FORCED_CLOSED
+
+        own_redis.crash()
+        await own_redis.start()  # from the save: revision 1, openai FORCED_OPEN, no apollo
+        for _ in range(5):  # the log passes revision 5 again: 2..6
+            await retrying(lambda: flip(app, "perplexity", 1))
+        truth = {"openai": S.BREAKER_STATE_FORCED_OPEN, "perplexity": S.BREAKER_STATE_FORCED_OPEN}
+
+        # Resuming from the applied position: a reset snapshot of the log as it is, not a replay of 6.
+        async def resume() -> pb.WatchTransitionsResponse:
+            resumed = watch_from(stub, 5, epoch)
+            try:
+                return await resumed.next()
+            finally:
+                resumed.cancel()
+
+        message = await retrying(resume)  # UNAVAILABLE while the app's pool still holds dead connections
+        assert message.WhichOneof("event") == "snapshot"
+        snapshot = message.snapshot
+        assert snapshot.reset and snapshot.epoch != epoch
+        assert {b.dependency: b.state for b in snapshot.breakers} == truth
+
+        # The live stream: a reset to the new epoch, and then the same states.
+        reset = await live.next_of("snapshot")
+        assert reset.reset and reset.epoch not in ("", epoch)
+        since = next(i for i, m in enumerate(live.received) if m.WhichOneof("event") == "snapshot" and m.snapshot.reset)
+
+        async def live_converged() -> bool:
+            await live.next_of("heartbeat")
+            return states_of(live, since) == truth
+
+        assert await eventually(live_converged)
+        assert await app.store.epoch() == reset.epoch == snapshot.epoch
+        live.cancel()
+
+
+@pytest.mark.redis
+async def test_a_restarted_redis_rotates_the_epoch_once_however_many_replicas_notice(own_redis: OwnRedis) -> None:
+    replicas = [make_store("redis", own_redis.url, "breaker:") for _ in range(4)]
+    try:
+        await replicas[0].mutate("openai", toggle("openai"))
+        epoch = await replicas[0].epoch()
+        assert not await replicas[1].check_incarnation()  # same Redis process: nothing to do
+        client = redis.asyncio.from_url(own_redis.url)
+        await client.save()
+        await client.aclose()
+        own_redis.crash()
+        await own_redis.start()
+
+        rotated = await asyncio.gather(*(retrying(r.check_incarnation) for r in replicas))
+        assert sorted(rotated) == [False, False, False, True]
+        epochs = {await r.epoch() for r in replicas}
+        assert len(epochs) == 1 and epoch not in epochs
+        # A regression reported by several replicas at once rotates once, too.
+        (current,) = epochs
+        rotated = await asyncio.gather(*(r.rotate_epoch_if_behind(current, 5) for r in replicas))
+        assert sorted(rotated) == [False, False, False, True]
+        assert await replicas[0].epoch() not in (epoch, current)
+        assert not await replicas[0].rotate_epoch_if_behind(await replicas[0].epoch(), 1)  # not behind
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+@pytest.mark.redis
+async def test_a_log_that_went_back_within_its_epoch_gets_a_new_one_before_the_hub_moves_on(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Revisions lost under the same Redis process (keys restored by hand): the hub sees its
+    position above the log and rotates the epoch, so live subscribers get a reset, not a gap."""
+    store = make_store("redis", redis_url, redis_prefix)
+    async with running_app(store, default_config=QUIET_CONFIG, heartbeat_s=0.1) as (app, stub):
+        live = watch(stub)
+        epoch = (await live.next_of("snapshot")).epoch
+        await app.use_cases.force_open("openai", "incident")  # 1
+        client = redis.asyncio.from_url(redis_url)
+        saved = {k: await client.dump(k) for k in (f"{redis_prefix}revision", f"{redis_prefix}events", f"{redis_prefix}breaker:openai")}
+        await app.use_cases.force_close("openai", "over")  # 2
+        await app.use_cases.force_open("apollo", "incident")  # 3
+        await live.transitions(3)
+        await client.delete(f"{redis_prefix}breaker:apollo")
+        await client.zrem(f"{redis_prefix}dependencies", "apollo")
+        for key, value in saved.items():
+            await client.restore(key, 0, value, replace=True)  # back to revision 1
+        await client.aclose()
+
+        reset = await live.next_of("snapshot")
+        assert reset.reset and reset.epoch != epoch
+        assert {b.dependency: b.state for b in reset.breakers} == {"openai": S.BREAKER_STATE_FORCED_OPEN}
+        resumed = watch_from(stub, 3, epoch)
+        assert (await resumed.next()).snapshot.reset
+        resumed.cancel()
+        live.cancel()

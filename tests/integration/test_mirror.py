@@ -171,3 +171,20 @@ async def test_a_mirror_resuming_from_a_lost_log_is_reset_not_replayed(mirror, s
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     assert await states_of(m) == {"openai": S.FORCED_CLOSED, "apollo": S.FORCED_OPEN}
+
+
+async def test_a_late_reset_of_the_applied_epoch_below_the_applied_revision_is_a_duplicate(mirror) -> None:
+    m, recorder = mirror
+    await m.apply_snapshot(Snapshot(4, (view("openai", S.CLOSED, 4),), reset=True, epoch="e2"))
+    await m.apply_transition(transition(5, "apollo", S.CLOSED, S.FORCED_OPEN, epoch="e2"))
+    before = list(recorder.changes)
+    # Another replica's stream got the same reset later, after revision 5 was applied.
+    await m.apply_snapshot(Snapshot(4, (view("openai", S.CLOSED, 4),), reset=True, epoch="e2"))
+
+    assert await m.applied_position() == ("e2", 5)
+    assert await states_of(m) == {"openai": S.CLOSED, "apollo": S.FORCED_OPEN}
+    assert recorder.changes == before
+    # A reset of a new epoch is applied, whatever its revision.
+    await m.apply_snapshot(Snapshot(2, (view("openai", S.OPEN, 2),), reset=True, epoch="e3"))
+    assert await m.applied_position() == ("e3", 2)
+    assert await states_of(m) == {"openai": S.OPEN, "apollo": S.CLOSED}
