@@ -10,7 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -93,7 +93,15 @@ def run_migrations(target_metadata) -> None:  # type: ignore[no-untyped-def]
     asyncio.run(migrate())
 
 
+# Replicas starting together on one PostgreSQL database take turns to migrate: the first
+# applies the pending migrations, the others then find nothing left to do.
+MIGRATION_LOCK_KEY = 0x6D696772  # "migr"
+
+
 def _migrate_sync(connection, context, target_metadata) -> None:  # type: ignore[no-untyped-def]
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction ends, i.e. until the migrations are committed.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
