@@ -146,12 +146,16 @@ class HoldStatements:
         return await self._pause_held(jobs_of_dependency(dependency), now)
 
     async def release_oldest(self, dependency: str, count: int, now: datetime) -> int:
-        """Removes the breaker hold of `dependency` from the oldest `count` paused jobs whose only
-        hold it is (a job held for another reason would not run anyway), in one statement, and
-        makes them pending. Returns the jobs released."""
+        """Lets the oldest `count` paused jobs of `dependency` into its trial, in one statement,
+        and makes them pending. A job qualifies when every hold it has is a breaker hold of a
+        HALF_OPEN dependency (this one included, as the mirror stores the new state first):
+        a job held for any other reason would not run anyway, and one that needs two providers
+        both in trial must be let into both trials at once, or neither would ever see a call.
+        Returns the jobs released."""
         if count <= 0:
             return 0
         held, other = job_holds.alias("held"), job_holds.alias("other")
+        half_open = select(breaker_states.c.dependency).where(breaker_states.c.state == BreakerState.HALF_OPEN)
         oldest = (
             select(held.c.job_id)
             .select_from(held.join(jobs, jobs.c.id == held.c.job_id))
@@ -161,7 +165,7 @@ class HoldStatements:
                 jobs.c.status == JobStatus.PAUSED,
                 ~exists().where(
                     other.c.job_id == held.c.job_id,
-                    or_(other.c.kind != HoldKind.BREAKER, other.c.dependency != dependency),
+                    or_(other.c.kind != HoldKind.BREAKER, other.c.dependency.not_in(half_open)),
                 ),
             )
             .order_by(jobs.c.created_at, jobs.c.id)
@@ -171,8 +175,8 @@ class HoldStatements:
         # the planner may rerun it per hold row when its statistics are stale. SQLite runs an
         # uncorrelated IN subquery once.
         chosen = job_holds.c.job_id == any_(func.array(oldest.scalar_subquery())) if self.postgres else job_holds.c.job_id.in_(oldest)
-        statement = delete(job_holds).where(job_holds.c.kind == HoldKind.BREAKER, job_holds.c.dependency == dependency, chosen)
-        released = list((await self.connection.execute(statement.returning(job_holds.c.job_id))).scalars())
+        statement = delete(job_holds).where(job_holds.c.kind == HoldKind.BREAKER, job_holds.c.dependency.in_(half_open), chosen)
+        released = list(set((await self.connection.execute(statement.returning(job_holds.c.job_id))).scalars()))
         return await self._release_unheld(jobs.c.id.in_(released), now) if released else 0
 
     async def drop_breaker_holds(self, dependency: str) -> int:

@@ -94,6 +94,22 @@ async def test_half_open_releases_only_the_oldest_permitted_jobs_and_closing_the
     assert (await svc.stub.GetJob(job_pb2.GetJobRequest(id=also_other.id))).job.status == S.JOB_STATUS_PENDING
 
 
+async def test_jobs_needing_two_providers_in_trial_together_are_let_into_both_trials(svc: RunningJobs) -> None:
+    alpha, beta = unique(), unique()
+    both = await create_jobs(svc.stub, [alpha, beta], 4)
+    await transition(svc, alpha, CLOSED, OPEN)
+    await transition(svc, beta, CLOSED, OPEN)
+    await transition(svc, alpha, OPEN, HALF_OPEN, permits=2)
+    assert await statuses(svc, alpha) == [S.JOB_STATUS_PAUSED] * 4  # beta is still open
+    await transition(svc, beta, OPEN, HALF_OPEN, permits=2)
+    # Both in trial: the oldest jobs go to both trials at once, else neither would get a call.
+    assert await statuses(svc, alpha) == [S.JOB_STATUS_PENDING] * 2 + [S.JOB_STATUS_PAUSED] * 2
+    claimed = (await svc.stub.ClaimJobs(claim_request("w", [alpha, beta], 10))).jobs
+    assert [j.id for j in claimed] == [j.id for j in both[:2]]
+    still = (await svc.stub.GetJob(job_pb2.GetJobRequest(id=both[2].id))).job
+    assert sorted(h.dependency for h in still.holds) == sorted([alpha, beta])
+
+
 async def test_a_job_created_while_its_breaker_is_open_is_created_paused(svc: RunningJobs) -> None:
     dependency = unique()
     await transition(svc, dependency, CLOSED, FORCED_OPEN)
