@@ -92,6 +92,9 @@ class TransitionHub:
     ) -> None:
         self._store = store
         self._buffer_size = buffer_size
+        # A poll hands out at most half a subscriber's buffer, then the hub yields: a burst of
+        # transitions never ends a stream that keeps reading, only one that lags behind.
+        self._follow_batch = max(1, min(_BATCH, buffer_size // 2))
         self._heartbeat_s = heartbeat_s
         self._poll_timeout_s = poll_timeout_s
         self._subscribers: set[_Subscriber] = set()
@@ -122,11 +125,12 @@ class TransitionHub:
     async def _follow(self) -> None:
         while True:
             try:
-                events = await self._store.tail(self.position, self._poll_timeout_s, _BATCH, self.epoch)
+                events = await self._store.tail(self.position, self._poll_timeout_s, self._follow_batch, self.epoch)
                 if events is None:
                     await self._reset()
                 else:
                     self._publish(events)
+                    await asyncio.sleep(0)  # let the streams drain before the next slice
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a store outage must not end the hub

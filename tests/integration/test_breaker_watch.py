@@ -178,19 +178,39 @@ async def test_a_subscriber_that_falls_behind_is_ended_with_resource_exhausted_a
     async with running_app(MemoryStore(), default_config=QUIET_CONFIG, watch_buffer=3) as (app, stub):
         stream = watch(stub)
         await stream.next_of("snapshot")
-        await flip(app, "apollo", 10)  # committed in one go: the hub hands all ten over at once
+        # The client reads nothing meanwhile: once the transport's buffers are full too, the
+        # subscriber's own queue of 3 overflows.
+        await flip(app, "apollo", 3000)
 
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             while True:
                 await stream.next()
         assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         delivered = [m.transition.revision for m in stream.received if m.WhichOneof("event") == "transition"]
-        assert delivered == [1, 2, 3]  # the buffer's worth, none skipped
-        assert raised.value.details() == "fell behind at revision 3; resume with from_revision=3"
+        last = delivered[-1]
+        assert delivered == list(range(1, last + 1)) and last < 3000  # in order, none skipped
+        assert raised.value.details() == f"fell behind at revision {last}; resume with from_revision={last}"
 
-        resumed = watch(stub, from_revision=3)
-        assert [t.revision for t in await resumed.transitions(7)] == list(range(4, 11))
+        resumed = watch(stub, from_revision=last)
+        assert [t.revision for t in await resumed.transitions(3000 - last, timeout_s=60)] == list(range(last + 1, 3001))
         resumed.cancel()
+
+
+@pytest.mark.parametrize("store_kind", STORES)
+async def test_a_burst_never_ends_a_subscriber_that_keeps_reading(store_kind: str, redis_url: str, redis_prefix: str) -> None:
+    async with running_app(make_store(store_kind, redis_url, redis_prefix), default_config=QUIET_CONFIG, watch_buffer=50) as (_, stub):
+        stream = watch(stub)
+        await stream.next_of("snapshot")
+        reading = asyncio.create_task(stream.transitions(480, timeout_s=60))
+
+        async def writer(dependency: str) -> None:  # 8 callers over gRPC: far more than the buffer
+            for i in range(60):
+                force = stub.ForceOpen if i % 2 == 0 else stub.ForceClose
+                await force(pb.ForceOpenRequest(dependency=dependency) if i % 2 == 0 else pb.ForceCloseRequest(dependency=dependency))
+
+        await asyncio.gather(*(writer(f"dep-{n}") for n in range(8)))
+        assert [t.revision for t in await reading] == list(range(1, 481))
+        stream.cancel()
 
 
 async def test_shutdown_ends_the_streams_cleanly() -> None:
