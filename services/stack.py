@@ -13,18 +13,30 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STACK = (
-    ("breaker_svc", {"BREAKER_STORE": "memory"}),
-    ("job_svc", {"JOB_DATABASE_URL": f"sqlite:///{ROOT / 'var' / 'job.db'}"}),
-    ("campaign_svc", {"CAMPAIGN_DATABASE_URL": f"sqlite:///{ROOT / 'var' / 'campaign.db'}"}),
-)
+DEFAULT_PORTS = {"BREAKER_PORT": "50051", "CAMPAIGN_PORT": "50052", "JOB_PORT": "50053"}
+
+
+def stack(environ: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """Each service with its embedded defaults; the environment overrides any of them, and
+    the peers' addresses follow the ports chosen."""
+    ports = {name: environ.get(name, default) for name, default in DEFAULT_PORTS.items()}
+    peers = {
+        "BREAKER_TARGET": f"127.0.0.1:{ports['BREAKER_PORT']}",
+        "JOB_TARGET": f"127.0.0.1:{ports['JOB_PORT']}",
+    }
+    data = ROOT / "var"
+    return [
+        ("breaker_svc", {"BREAKER_STORE": "memory"}),
+        ("job_svc", {**peers, "JOB_DATABASE_URL": f"sqlite:///{data / 'job.db'}"}),
+        ("campaign_svc", {**peers, "CAMPAIGN_DATABASE_URL": f"sqlite:///{data / 'campaign.db'}"}),
+    ]
 
 
 def main() -> int:
     (ROOT / "var").mkdir(exist_ok=True)
     processes = [
         subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env={**defaults, **os.environ})
-        for module, defaults in STACK
+        for module, defaults in stack(dict(os.environ))
     ]
     stopping = False
 
