@@ -9,7 +9,6 @@ advisory lock), so rows keep their order even with several replicas.
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -20,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaign_svc.store import CampaignStore, JobCommand, JobCommandAction
+from services.backoff import Backoff
 
 log = structlog.get_logger()
 
@@ -122,7 +122,7 @@ class JobCommandForwarder:
                     await connection.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
 
     async def _forward(self, alive: Callable[[], Awaitable[bool]]) -> None:
-        backoff_s = self._backoff_initial_s
+        backoff = Backoff(self._backoff_initial_s, self._backoff_max_s)
         while await alive():
             self._wake.clear()
             async with self._engine.connect() as connection:
@@ -136,13 +136,12 @@ class JobCommandForwarder:
             except JobCallError as error:
                 await self._failed(command, error)
                 if error.retryable:
-                    await asyncio.sleep(backoff_s * random.uniform(0.5, 1.0))
-                    backoff_s = min(backoff_s * 2, self._backoff_max_s)
+                    await backoff.wait()
                 continue
             async with self._engine.begin() as connection:
                 await self._store.delete_job_command(connection, command.id)
             log.info("job_command_delivered", campaign_id=command.campaign_id, action=command.action.value, attempts=command.attempts + 1)
-            backoff_s = self._backoff_initial_s
+            backoff.reset()
 
     async def _failed(self, command: JobCommand, error: JobCallError) -> None:
         give_up_at = None if error.retryable else datetime.now(UTC)

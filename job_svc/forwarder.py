@@ -7,7 +7,6 @@ the loop retries with capped exponential backoff until it is back.
 """
 
 import asyncio
-import random
 
 import grpc
 import structlog
@@ -15,6 +14,7 @@ from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 
 from job_svc import metrics
 from job_svc.store import JobStore, OutboxRow
+from services.backoff import Backoff
 from services.protoconv import duration
 
 log = structlog.get_logger()
@@ -54,7 +54,7 @@ class OutcomeForwarder:
         self._wake.set()
 
     async def run(self) -> None:
-        backoff_s = self._backoff_initial_s
+        backoff = Backoff(self._backoff_initial_s, self._backoff_max_s)
         async with grpc.aio.insecure_channel(self._target) as channel:
             stub = breaker_pb2_grpc.BreakerServiceStub(channel)
             while True:
@@ -62,16 +62,14 @@ class OutcomeForwarder:
                 try:
                     sent = await self.forward_once(stub)
                 except grpc.aio.AioRpcError as error:
-                    log.warning("outcome_forward_failed", target=self._target, code=error.code().name, retry_in_s=round(backoff_s, 2))
-                    await asyncio.sleep(backoff_s * random.uniform(0.5, 1.0))
-                    backoff_s = min(backoff_s * 2, self._backoff_max_s)
+                    log.warning("outcome_forward_failed", target=self._target, code=error.code().name, retry_in_s=round(backoff.next_s, 2))
+                    await backoff.wait()
                     continue
                 except Exception:  # noqa: BLE001 - database down: keep trying
                     log.exception("outcome_forward_failed", target=self._target)
-                    await asyncio.sleep(backoff_s)
-                    backoff_s = min(backoff_s * 2, self._backoff_max_s)
+                    await backoff.wait()
                     continue
-                backoff_s = self._backoff_initial_s
+                backoff.reset()
                 if sent < self._batch_size:
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._poll_s)

@@ -16,8 +16,6 @@ heartbeats say it, transitions are in the epoch of the stream (the one resumed i
 snapshot's).
 """
 
-import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ import grpc
 import structlog
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 
+from services.backoff import Backoff
 from services.breaker_state import BreakerState
 from services.protoconv import ProtoEnum
 
@@ -144,18 +143,17 @@ class BreakerWatcher:
         return since is None or since > bound_s
 
     async def events(self) -> AsyncIterator[WatchEvent]:
-        backoff_s = self._backoff_initial_s
+        backoff = Backoff(self._backoff_initial_s, self._backoff_max_s)
         while True:
             try:
                 async for event in self._one_connection():
-                    backoff_s = self._backoff_initial_s
+                    backoff.reset()
                     yield event
                 log.warning("breaker_stream_ended", target=self._target)
             except grpc.aio.AioRpcError as error:
                 log.warning("breaker_stream_lost", target=self._target, code=error.code().name, details=error.details())
             self.connected = False
-            await asyncio.sleep(backoff_s * random.uniform(0.5, 1.0))
-            backoff_s = min(backoff_s * 2, self._backoff_max_s)
+            await backoff.wait()
 
     async def _one_connection(self) -> AsyncIterator[WatchEvent]:
         async with grpc.aio.insecure_channel(self._target) as channel:
