@@ -1,15 +1,13 @@
 """What every benchmark shares: quiet logs, a unique Redis key prefix, percentiles and a
-plain-text table (throw-away PostgreSQL databases come from tests.support.databases)."""
+plain-text table (throw-away storage comes from tests.support.databases)."""
 
 import statistics
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-
-import redis.asyncio
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 from services.config import ServerSettings
 from services.logging import configure_logging
+from tests.support.databases import throwaway_redis_prefix
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 # Port 0: the service picks a free port. Log level warning: no access-log line per call.
@@ -20,20 +18,9 @@ def quiet_logs() -> None:
     configure_logging("bench", "warning")
 
 
-@asynccontextmanager
-async def redis_prefix() -> AsyncIterator[str]:
+def redis_prefix() -> AbstractAsyncContextManager[str]:
     """A key prefix nothing else uses; its keys are deleted afterwards."""
-    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
-    try:
-        yield prefix
-    finally:
-        client = redis.asyncio.from_url(REDIS_URL)
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
+    return throwaway_redis_prefix(REDIS_URL, "bench")
 
 
 def p50_p99_ms(samples_s: Sequence[float]) -> tuple[float, float]:

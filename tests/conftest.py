@@ -5,14 +5,12 @@ Each test that needs PostgreSQL gets a fresh database; Redis tests get a unique 
 """
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio
 
-from tests.support.databases import fresh_postgres_database
+from tests.support.databases import fresh_postgres_database, throwaway_redis_prefix
 from tests.support.processes import ServiceProcess, free_port
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -44,15 +42,8 @@ def redis_url() -> str:
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[str]:
     """A key prefix no other test uses; its keys are deleted afterwards."""
-    prefix = f"test:{uuid.uuid4().hex[:12]}:"
-    yield prefix
-    client = redis.asyncio.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    async with throwaway_redis_prefix(REDIS_URL, "test") as prefix:
+        yield prefix
 
 
 @pytest.fixture

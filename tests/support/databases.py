@@ -1,4 +1,5 @@
-"""Fresh PostgreSQL databases for tests: one per test (the `postgres_url` fixture) or wider."""
+"""Throw-away storage for tests and benchmarks: fresh PostgreSQL databases and Redis key
+prefixes, removed afterwards."""
 
 import os
 import uuid
@@ -6,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+import redis.asyncio
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -27,3 +29,19 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@asynccontextmanager
+async def throwaway_redis_prefix(redis_url: str, label: str) -> AsyncIterator[str]:
+    """A Redis key prefix nothing else uses; its keys are deleted afterwards."""
+    prefix = f"{label}:{uuid.uuid4().hex[:12]}:"
+    try:
+        yield prefix
+    finally:
+        client = redis.asyncio.from_url(redis_url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
