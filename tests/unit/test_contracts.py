@@ -31,8 +31,8 @@ def test_every_service_has_the_names_its_callers_rely_on() -> None:
             "ForceOpen", "ForceClose", "ResetBreaker", "WatchTransitions",
         },
         job_pb2.DESCRIPTOR.services_by_name["JobService"]: {
-            "CreateJob", "GetJob", "ListJobs", "CancelJob", "ClaimJobs", "CompleteJob", "FailJob",
-            "PauseJobs", "ResumeJobs", "GetQueueStatus",
+            "CreateJob", "CreateJobs", "GetJob", "ListJobs", "CancelJob", "ClaimJobs", "CompleteJob", "FailJob",
+            "FinishJobs", "RenewLeases", "RedriveJobs", "PauseJobs", "ResumeJobs", "GetQueueStatus",
         },
         campaign_pb2.DESCRIPTOR.services_by_name["CampaignService"]: {
             "CreateCampaign", "GetCampaign", "ListCampaigns", "StartCampaign", "PauseCampaign",

@@ -23,6 +23,12 @@ class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATUS_CANCELLED: _ClassVar[JobStatus]
     JOB_STATUS_PAUSED: _ClassVar[JobStatus]
 
+class LeaseResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LEASE_RESULT_UNSPECIFIED: _ClassVar[LeaseResult]
+    LEASE_RESULT_HELD: _ClassVar[LeaseResult]
+    LEASE_RESULT_LOST: _ClassVar[LeaseResult]
+
 class HoldKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     HOLD_KIND_UNSPECIFIED: _ClassVar[HoldKind]
@@ -36,6 +42,9 @@ JOB_STATUS_COMPLETED: JobStatus
 JOB_STATUS_FAILED: JobStatus
 JOB_STATUS_CANCELLED: JobStatus
 JOB_STATUS_PAUSED: JobStatus
+LEASE_RESULT_UNSPECIFIED: LeaseResult
+LEASE_RESULT_HELD: LeaseResult
+LEASE_RESULT_LOST: LeaseResult
 HOLD_KIND_UNSPECIFIED: HoldKind
 HOLD_KIND_BREAKER: HoldKind
 HOLD_KIND_MANUAL: HoldKind
@@ -56,7 +65,7 @@ class PauseHold(_message.Message):
     def __init__(self, kind: _Optional[_Union[HoldKind, str]] = ..., dependency: _Optional[str] = ..., revision: _Optional[int] = ..., reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "campaign_id", "job_type", "dependencies", "payload", "status", "attempts", "max_attempts", "lease_owner", "lease_expire_time", "holds", "pause_reason", "last_error", "run_after_time", "create_time", "update_time")
+    __slots__ = ("id", "campaign_id", "job_type", "dependencies", "payload", "status", "attempts", "max_attempts", "lease_owner", "lease_expire_time", "holds", "pause_reason", "last_error", "run_after_time", "create_time", "update_time", "priority", "result", "lease_expirations")
     ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +82,9 @@ class Job(_message.Message):
     RUN_AFTER_TIME_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRATIONS_FIELD_NUMBER: _ClassVar[int]
     id: str
     campaign_id: str
     job_type: str
@@ -89,23 +101,44 @@ class Job(_message.Message):
     run_after_time: _timestamp_pb2.Timestamp
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., job_type: _Optional[str] = ..., dependencies: _Optional[_Iterable[str]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., lease_owner: _Optional[str] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holds: _Optional[_Iterable[_Union[PauseHold, _Mapping]]] = ..., pause_reason: _Optional[str] = ..., last_error: _Optional[str] = ..., run_after_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    priority: int
+    result: _struct_pb2.Struct
+    lease_expirations: int
+    def __init__(self, id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., job_type: _Optional[str] = ..., dependencies: _Optional[_Iterable[str]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., lease_owner: _Optional[str] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holds: _Optional[_Iterable[_Union[PauseHold, _Mapping]]] = ..., pause_reason: _Optional[str] = ..., last_error: _Optional[str] = ..., run_after_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., priority: _Optional[int] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., lease_expirations: _Optional[int] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("request_id", "campaign_id", "job_type", "dependencies", "payload", "max_attempts")
+    __slots__ = ("request_id", "campaign_id", "job_type", "dependencies", "payload", "max_attempts", "priority", "run_time", "delay")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    RUN_TIME_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     campaign_id: str
     job_type: str
     dependencies: _containers.RepeatedScalarFieldContainer[str]
     payload: _struct_pb2.Struct
     max_attempts: int
-    def __init__(self, request_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., job_type: _Optional[str] = ..., dependencies: _Optional[_Iterable[str]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., max_attempts: _Optional[int] = ...) -> None: ...
+    priority: int
+    run_time: _timestamp_pb2.Timestamp
+    delay: _duration_pb2.Duration
+    def __init__(self, request_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., job_type: _Optional[str] = ..., dependencies: _Optional[_Iterable[str]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., max_attempts: _Optional[int] = ..., priority: _Optional[int] = ..., run_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class CreateJobsRequest(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[CreateJobRequest]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[CreateJobRequest, _Mapping]]] = ...) -> None: ...
+
+class CreateJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
 
 class CreateJobResponse(_message.Message):
     __slots__ = ("job",)
@@ -126,18 +159,20 @@ class GetJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "status", "campaign_id", "dependency")
+    __slots__ = ("page_size", "page_token", "status", "campaign_id", "dependency", "job_type")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     DEPENDENCY_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     status: JobStatus
     campaign_id: str
     dependency: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., campaign_id: _Optional[str] = ..., dependency: _Optional[str] = ...) -> None: ...
+    job_type: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., campaign_id: _Optional[str] = ..., dependency: _Optional[str] = ..., job_type: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
@@ -160,18 +195,20 @@ class CancelJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ClaimJobsRequest(_message.Message):
-    __slots__ = ("worker_id", "dependencies", "max_jobs", "lease_duration", "job_type")
+    __slots__ = ("worker_id", "dependencies", "max_jobs", "lease_duration", "job_type", "wait")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
     MAX_JOBS_FIELD_NUMBER: _ClassVar[int]
     LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     dependencies: _containers.RepeatedScalarFieldContainer[str]
     max_jobs: int
     lease_duration: _duration_pb2.Duration
     job_type: str
-    def __init__(self, worker_id: _Optional[str] = ..., dependencies: _Optional[_Iterable[str]] = ..., max_jobs: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., job_type: _Optional[str] = ...) -> None: ...
+    wait: _duration_pb2.Duration
+    def __init__(self, worker_id: _Optional[str] = ..., dependencies: _Optional[_Iterable[str]] = ..., max_jobs: _Optional[int] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., job_type: _Optional[str] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ClaimJobsResponse(_message.Message):
     __slots__ = ("jobs",)
@@ -180,14 +217,16 @@ class ClaimJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
 
 class CompleteJobRequest(_message.Message):
-    __slots__ = ("id", "worker_id", "call_duration")
+    __slots__ = ("id", "worker_id", "call_duration", "result")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CALL_DURATION_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
     id: str
     worker_id: str
     call_duration: _duration_pb2.Duration
-    def __init__(self, id: _Optional[str] = ..., worker_id: _Optional[str] = ..., call_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    result: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., worker_id: _Optional[str] = ..., call_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class CompleteJobResponse(_message.Message):
     __slots__ = ("job",)
@@ -214,6 +253,100 @@ class FailJobResponse(_message.Message):
     JOB_FIELD_NUMBER: _ClassVar[int]
     job: Job
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class JobCompletion(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: _struct_pb2.Struct
+    def __init__(self, result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class JobFailure(_message.Message):
+    __slots__ = ("error", "failed_dependency")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    FAILED_DEPENDENCY_FIELD_NUMBER: _ClassVar[int]
+    error: str
+    failed_dependency: str
+    def __init__(self, error: _Optional[str] = ..., failed_dependency: _Optional[str] = ...) -> None: ...
+
+class JobFinish(_message.Message):
+    __slots__ = ("id", "call_duration", "completion", "failure")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CALL_DURATION_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    call_duration: _duration_pb2.Duration
+    completion: JobCompletion
+    failure: JobFailure
+    def __init__(self, id: _Optional[str] = ..., call_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., completion: _Optional[_Union[JobCompletion, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ...) -> None: ...
+
+class FinishJobsRequest(_message.Message):
+    __slots__ = ("worker_id", "finishes")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    FINISHES_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    finishes: _containers.RepeatedCompositeFieldContainer[JobFinish]
+    def __init__(self, worker_id: _Optional[str] = ..., finishes: _Optional[_Iterable[_Union[JobFinish, _Mapping]]] = ...) -> None: ...
+
+class JobFinishResult(_message.Message):
+    __slots__ = ("id", "lease_result", "status")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_RESULT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    lease_result: LeaseResult
+    status: JobStatus
+    def __init__(self, id: _Optional[str] = ..., lease_result: _Optional[_Union[LeaseResult, str]] = ..., status: _Optional[_Union[JobStatus, str]] = ...) -> None: ...
+
+class FinishJobsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[JobFinishResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[JobFinishResult, _Mapping]]] = ...) -> None: ...
+
+class RenewLeasesRequest(_message.Message):
+    __slots__ = ("worker_id", "ids", "lease_duration")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    lease_duration: _duration_pb2.Duration
+    def __init__(self, worker_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class LeaseRenewal(_message.Message):
+    __slots__ = ("id", "lease_result", "lease_expire_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_RESULT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    lease_result: LeaseResult
+    lease_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., lease_result: _Optional[_Union[LeaseResult, str]] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RenewLeasesResponse(_message.Message):
+    __slots__ = ("renewals",)
+    RENEWALS_FIELD_NUMBER: _ClassVar[int]
+    renewals: _containers.RepeatedCompositeFieldContainer[LeaseRenewal]
+    def __init__(self, renewals: _Optional[_Iterable[_Union[LeaseRenewal, _Mapping]]] = ...) -> None: ...
+
+class RedriveJobsRequest(_message.Message):
+    __slots__ = ("ids", "status", "job_type", "campaign_id")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    status: JobStatus
+    job_type: str
+    campaign_id: str
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., job_type: _Optional[str] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+
+class RedriveJobsResponse(_message.Message):
+    __slots__ = ("redriven_count",)
+    REDRIVEN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    redriven_count: int
+    def __init__(self, redriven_count: _Optional[int] = ...) -> None: ...
 
 class PauseJobsRequest(_message.Message):
     __slots__ = ("campaign_id", "dependency", "reason")

@@ -42,6 +42,11 @@ class JobServiceStub:
                 request_serializer=job_dot_v1_dot_job__pb2.CreateJobRequest.SerializeToString,
                 response_deserializer=job_dot_v1_dot_job__pb2.CreateJobResponse.FromString,
                 _registered_method=True)
+        self.CreateJobs = channel.unary_unary(
+                '/job.v1.JobService/CreateJobs',
+                request_serializer=job_dot_v1_dot_job__pb2.CreateJobsRequest.SerializeToString,
+                response_deserializer=job_dot_v1_dot_job__pb2.CreateJobsResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/job.v1.JobService/GetJob',
                 request_serializer=job_dot_v1_dot_job__pb2.GetJobRequest.SerializeToString,
@@ -71,6 +76,21 @@ class JobServiceStub:
                 '/job.v1.JobService/FailJob',
                 request_serializer=job_dot_v1_dot_job__pb2.FailJobRequest.SerializeToString,
                 response_deserializer=job_dot_v1_dot_job__pb2.FailJobResponse.FromString,
+                _registered_method=True)
+        self.FinishJobs = channel.unary_unary(
+                '/job.v1.JobService/FinishJobs',
+                request_serializer=job_dot_v1_dot_job__pb2.FinishJobsRequest.SerializeToString,
+                response_deserializer=job_dot_v1_dot_job__pb2.FinishJobsResponse.FromString,
+                _registered_method=True)
+        self.RenewLeases = channel.unary_unary(
+                '/job.v1.JobService/RenewLeases',
+                request_serializer=job_dot_v1_dot_job__pb2.RenewLeasesRequest.SerializeToString,
+                response_deserializer=job_dot_v1_dot_job__pb2.RenewLeasesResponse.FromString,
+                _registered_method=True)
+        self.RedriveJobs = channel.unary_unary(
+                '/job.v1.JobService/RedriveJobs',
+                request_serializer=job_dot_v1_dot_job__pb2.RedriveJobsRequest.SerializeToString,
+                response_deserializer=job_dot_v1_dot_job__pb2.RedriveJobsResponse.FromString,
                 _registered_method=True)
         self.PauseJobs = channel.unary_unary(
                 '/job.v1.JobService/PauseJobs',
@@ -102,6 +122,15 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateJobs(self, request, context):
+        """Creates 1..1000 jobs in one transaction, all or nothing: one invalid item fails the
+        whole call with INVALID_ARGUMENT naming its index, and nothing is stored. An item whose
+        `request_id` names an existing job returns that job (nothing new is stored for it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJob(self, request, context):
         """Returns one job.
         """
@@ -124,15 +153,18 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ClaimJobs(self, request, context):
-        """Leases runnable jobs to a worker. No two workers ever hold the same job, and no job
-        whose dependency is blocked is handed out.
+        """Leases runnable jobs to a worker, highest priority first. No two workers ever hold the
+        same job, and no job whose dependency is blocked is handed out. With `wait`, an empty
+        queue answers only when a matching job becomes claimable or the wait ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CompleteJob(self, request, context):
-        """Ends a claim with success and records the success with the breakers.
+        """Ends a claim with success, stores its result and records the success with the
+        breakers. FAILED_PRECONDITION when the worker no longer holds the lease (it expired or
+        the job went to another worker): the late result is not applied.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,6 +173,32 @@ class JobServiceServicer:
     def FailJob(self, request, context):
         """Ends a claim with failure: retried with backoff until `max_attempts`, paused without
         spending an attempt when the provider was at fault and its breaker is open.
+        FAILED_PRECONDITION when the worker no longer holds the lease; nothing is applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishJobs(self, request, context):
+        """Completes and fails 1..1000 claims of one worker in one call. Answered per item, in
+        request order: applied (the worker held the lease) or lease lost (nothing applied for
+        that item). Invalid input fails the whole call with INVALID_ARGUMENT naming the index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewLeases(self, request, context):
+        """Extends 1..1000 leases of one worker. Answered per item, in request order: the new
+        expiry, or lease lost (expired, or the job went to another worker or ended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveJobs(self, request, context):
+        """Puts failed or cancelled jobs back in the queue (an admin call: needs ADMIN_TOKEN when
+        one is configured). Attempts, provider failures and lost leases start again from zero.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,6 +234,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=job_dot_v1_dot_job__pb2.CreateJobRequest.FromString,
                     response_serializer=job_dot_v1_dot_job__pb2.CreateJobResponse.SerializeToString,
             ),
+            'CreateJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJobs,
+                    request_deserializer=job_dot_v1_dot_job__pb2.CreateJobsRequest.FromString,
+                    response_serializer=job_dot_v1_dot_job__pb2.CreateJobsResponse.SerializeToString,
+            ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=job_dot_v1_dot_job__pb2.GetJobRequest.FromString,
@@ -205,6 +268,21 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.FailJob,
                     request_deserializer=job_dot_v1_dot_job__pb2.FailJobRequest.FromString,
                     response_serializer=job_dot_v1_dot_job__pb2.FailJobResponse.SerializeToString,
+            ),
+            'FinishJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishJobs,
+                    request_deserializer=job_dot_v1_dot_job__pb2.FinishJobsRequest.FromString,
+                    response_serializer=job_dot_v1_dot_job__pb2.FinishJobsResponse.SerializeToString,
+            ),
+            'RenewLeases': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewLeases,
+                    request_deserializer=job_dot_v1_dot_job__pb2.RenewLeasesRequest.FromString,
+                    response_serializer=job_dot_v1_dot_job__pb2.RenewLeasesResponse.SerializeToString,
+            ),
+            'RedriveJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveJobs,
+                    request_deserializer=job_dot_v1_dot_job__pb2.RedriveJobsRequest.FromString,
+                    response_serializer=job_dot_v1_dot_job__pb2.RedriveJobsResponse.SerializeToString,
             ),
             'PauseJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.PauseJobs,
@@ -252,6 +330,33 @@ class JobService:
             '/job.v1.JobService/CreateJob',
             job_dot_v1_dot_job__pb2.CreateJobRequest.SerializeToString,
             job_dot_v1_dot_job__pb2.CreateJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/job.v1.JobService/CreateJobs',
+            job_dot_v1_dot_job__pb2.CreateJobsRequest.SerializeToString,
+            job_dot_v1_dot_job__pb2.CreateJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -414,6 +519,87 @@ class JobService:
             '/job.v1.JobService/FailJob',
             job_dot_v1_dot_job__pb2.FailJobRequest.SerializeToString,
             job_dot_v1_dot_job__pb2.FailJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/job.v1.JobService/FinishJobs',
+            job_dot_v1_dot_job__pb2.FinishJobsRequest.SerializeToString,
+            job_dot_v1_dot_job__pb2.FinishJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewLeases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/job.v1.JobService/RenewLeases',
+            job_dot_v1_dot_job__pb2.RenewLeasesRequest.SerializeToString,
+            job_dot_v1_dot_job__pb2.RenewLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/job.v1.JobService/RedriveJobs',
+            job_dot_v1_dot_job__pb2.RedriveJobsRequest.SerializeToString,
+            job_dot_v1_dot_job__pb2.RedriveJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
