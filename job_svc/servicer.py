@@ -64,6 +64,7 @@ def queue_status_to_proto(status: QueueStatus) -> job_pb2.GetQueueStatusResponse
             for d in status.dependencies
         ],
         blocked_dependencies=status.blocked,
+        paused_jobs_by_hold={kind.value: count for kind, count in status.paused_by_hold.items()},
         applied_revision=status.applied_revision,
         breaker_state_stale=status.stale,
     )

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Text, and_, bindparam, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from job_svc.domain import ClaimRequest, Hold, Job, JobStatus, NewJob
+from job_svc.domain import ClaimRequest, Hold, HoldKind, Job, JobStatus, NewJob
 from job_svc.holds import HoldStatements, chunks, jobs_of_dependency
 from job_svc.tables import (
     JOB_STATUS,
@@ -275,6 +275,15 @@ class JobTx(HoldStatements):
     async def counts_by_status(self) -> dict[JobStatus, int]:
         query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
         return {status: count for status, count in await self.connection.execute(query)}
+
+    async def paused_counts_by_hold_kind(self) -> dict[HoldKind, int]:
+        query = (
+            select(job_holds.c.kind, func.count(job_holds.c.job_id.distinct()))
+            .select_from(job_holds.join(jobs, jobs.c.id == job_holds.c.job_id))
+            .where(jobs.c.status == JobStatus.PAUSED)
+            .group_by(job_holds.c.kind)
+        )
+        return {kind: count for kind, count in await self.connection.execute(query)}
 
     async def counts_by_dependency(self) -> dict[str, dict[JobStatus, int]]:
         query = (

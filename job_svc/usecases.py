@@ -70,6 +70,7 @@ class QueueStatus:
     counts: dict[JobStatus, int]
     dependencies: list[DependencyStatus]
     blocked: list[str]
+    paused_by_hold: dict[HoldKind, int]
     applied_revision: int
     breaker_contact: datetime | None
     stale: bool
@@ -259,6 +260,7 @@ class JobUseCases:
         async with self.store.transaction() as tx:
             counts = await tx.counts_by_status()
             per_dependency = await tx.counts_by_dependency()
+            paused_by_hold = await tx.paused_counts_by_hold_kind()
             views = await tx.breaker_views()
             applied = await tx.applied_revision()
         contact = self.freshness.last_contact_epoch()
@@ -270,6 +272,7 @@ class JobUseCases:
             counts=counts,
             dependencies=dependencies,
             blocked=sorted(d for d, view in views.items() if view.state.blocks_calls),
+            paused_by_hold=paused_by_hold,
             applied_revision=applied or 0,
             breaker_contact=datetime.fromtimestamp(contact, UTC) if contact is not None else None,
             stale=self.freshness.is_stale(self.stale_after_s),

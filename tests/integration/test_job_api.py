@@ -398,3 +398,16 @@ async def test_queue_status_counts_per_status_and_dependency_and_names_blocked_o
     assert status.applied_revision >= 1
     # No breaker_svc in this test: never heard from, so stale, with no contact time.
     assert status.breaker_state_stale and not status.HasField("breaker_contact_time")
+
+
+async def test_queue_status_counts_paused_jobs_per_hold_kind_once_per_job(svc: RunningJobs) -> None:
+    both, breaker_only = unique(), unique()
+    before = dict((await svc.stub.GetQueueStatus(job_pb2.GetQueueStatusRequest())).paused_jobs_by_hold)
+    await create_jobs(svc.stub, [both], 2)
+    await create_jobs(svc.stub, [breaker_only], 3)
+    await svc.stub.PauseJobs(job_pb2.PauseJobsRequest(dependency=both, reason="maintenance"))
+    await open_breaker(svc, both)
+    await open_breaker(svc, breaker_only)
+    after = dict((await svc.stub.GetQueueStatus(job_pb2.GetQueueStatusRequest())).paused_jobs_by_hold)
+    assert after.get("manual", 0) - before.get("manual", 0) == 2
+    assert after.get("breaker", 0) - before.get("breaker", 0) == 5

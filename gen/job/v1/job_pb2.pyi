@@ -402,8 +402,15 @@ class DependencyQueueStatus(_message.Message):
     def __init__(self, dependency: _Optional[str] = ..., breaker_state: _Optional[_Union[_breaker_pb2.BreakerState, str]] = ..., counts_by_status: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class GetQueueStatusResponse(_message.Message):
-    __slots__ = ("counts_by_status", "dependencies", "blocked_dependencies", "applied_revision", "breaker_contact_time", "breaker_state_stale")
+    __slots__ = ("counts_by_status", "dependencies", "blocked_dependencies", "applied_revision", "breaker_contact_time", "breaker_state_stale", "paused_jobs_by_hold")
     class CountsByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class PausedJobsByHoldEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -416,10 +423,12 @@ class GetQueueStatusResponse(_message.Message):
     APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
     BREAKER_CONTACT_TIME_FIELD_NUMBER: _ClassVar[int]
     BREAKER_STATE_STALE_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_JOBS_BY_HOLD_FIELD_NUMBER: _ClassVar[int]
     counts_by_status: _containers.ScalarMap[str, int]
     dependencies: _containers.RepeatedCompositeFieldContainer[DependencyQueueStatus]
     blocked_dependencies: _containers.RepeatedScalarFieldContainer[str]
     applied_revision: int
     breaker_contact_time: _timestamp_pb2.Timestamp
     breaker_state_stale: bool
-    def __init__(self, counts_by_status: _Optional[_Mapping[str, int]] = ..., dependencies: _Optional[_Iterable[_Union[DependencyQueueStatus, _Mapping]]] = ..., blocked_dependencies: _Optional[_Iterable[str]] = ..., applied_revision: _Optional[int] = ..., breaker_contact_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., breaker_state_stale: _Optional[bool] = ...) -> None: ...
+    paused_jobs_by_hold: _containers.ScalarMap[str, int]
+    def __init__(self, counts_by_status: _Optional[_Mapping[str, int]] = ..., dependencies: _Optional[_Iterable[_Union[DependencyQueueStatus, _Mapping]]] = ..., blocked_dependencies: _Optional[_Iterable[str]] = ..., applied_revision: _Optional[int] = ..., breaker_contact_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., breaker_state_stale: _Optional[bool] = ..., paused_jobs_by_hold: _Optional[_Mapping[str, int]] = ...) -> None: ...
