@@ -35,16 +35,34 @@ class BreakerServicer(breaker_pb2_grpc.BreakerServiceServicer):
         self, request_iterator: AsyncIterator[pb.RecordOutcomesRequest], context: grpc.aio.ServicerContext
     ) -> pb.RecordOutcomesResponse:
         outcomes = []
+        batch_id = ""
         async for request in request_iterator:
             if len(outcomes) == MAX_BATCH:
                 raise InvalidArgument(f"a batch may hold at most {MAX_BATCH} outcomes")
+            if not outcomes:
+                batch_id = request.batch_id  # the first message names the batch
+            elif request.batch_id and request.batch_id != batch_id:
+                raise InvalidArgument("batch_id must be set on the first message, and later ones may only repeat it")
             outcomes.append(convert.outcome_from_proto(request))
-        mutations = await self._use_cases.record_outcomes(outcomes)
-        last = {m.breaker.dependency: m for m in mutations}  # each breaker as it was after the batch
+        recorded = await self._use_cases.record_outcomes(outcomes, batch_id or None)
+        last = {m.breaker.dependency: m for m in recorded.mutations}  # each breaker as it was after the batch
         return pb.RecordOutcomesResponse(
-            recorded_count=len(outcomes),
+            recorded_count=recorded.recorded,
+            already_recorded_count=recorded.already_recorded,
             breakers=[convert.breaker_to_proto(m.breaker, m.now) for _, m in sorted(last.items())],
         )
+
+    async def RecordOutcomeBatches(
+        self, request_iterator: AsyncIterator[pb.RecordOutcomeBatchesRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RecordOutcomeBatchesResponse]:
+        async for request in request_iterator:
+            if not request.outcomes:
+                raise InvalidArgument("a batch must hold at least one outcome")
+            outcomes = [convert.outcome_from_proto(o) for o in request.outcomes]
+            recorded = await self._use_cases.record_outcomes(outcomes, request.batch_id)
+            yield pb.RecordOutcomeBatchesResponse(
+                batch_id=request.batch_id, recorded_count=recorded.recorded, already_recorded_count=recorded.already_recorded
+            )
 
     async def Acquire(self, request: pb.AcquireRequest, context: grpc.aio.ServicerContext) -> pb.AcquireResponse:
         permission = await self._use_cases.acquire(request.dependency)

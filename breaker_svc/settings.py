@@ -3,6 +3,8 @@
 Store:      BREAKER_STORE (memory | redis, default memory), REDIS_URL (redis://127.0.0.1:6379/0),
             BREAKER_REDIS_PREFIX (key prefix, default "breaker:"; one Redis primary, not Redis
             Cluster), BREAKER_EVENT_RETENTION (transitions kept for replay, default 10000).
+Batches:    BREAKER_BATCH_RETENTION_S (how long an outcome batch id is remembered, so a batch
+            sent again is not counted again, default 600).
 Streams:    BREAKER_HEARTBEAT_S (quiet-stream heartbeat period, default 5),
             BREAKER_WATCH_BUFFER (messages a subscriber may lag before its stream ends, default 1000).
 Timer:      BREAKER_TIMER_INTERVAL_S (how often breakers with a due open wait or half-open deadline
@@ -19,6 +21,7 @@ SHUTDOWN_GRACE_S, LOG_LEVEL (services.config.ServerSettings).
 from dataclasses import dataclass
 
 from breaker_svc.domain import BreakerConfig, WindowType
+from breaker_svc.store import BATCH_RETENTION_S
 from services.config import ConfigError, env_choice, env_float, env_int, env_str
 from services.errors import InvalidArgument
 
@@ -35,6 +38,7 @@ class BreakerSettings:
     watch_buffer: int
     timer_interval_s: float
     default_config: BreakerConfig
+    batch_retention_s: float = BATCH_RETENTION_S
 
     @classmethod
     def from_env(cls) -> "BreakerSettings":
@@ -47,6 +51,7 @@ class BreakerSettings:
             watch_buffer=env_int("BREAKER_WATCH_BUFFER", 1000, minimum=1, maximum=1_000_000),
             timer_interval_s=env_float("BREAKER_TIMER_INTERVAL_S", 0.2, minimum=0.01, maximum=60.0),
             default_config=default_config_from_env(),
+            batch_retention_s=env_float("BREAKER_BATCH_RETENTION_S", BATCH_RETENTION_S, minimum=1.0, maximum=86_400.0),
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ import structlog
 from breaker_svc import domain, metrics
 from breaker_svc.domain import Breaker, BreakerConfig, BreakerState, Change, Permission
 from breaker_svc.hub import TransitionHub, WatchItem
-from breaker_svc.store import BreakerStore, Mutation, MutateFn, R
+from breaker_svc.store import BatchFn, BreakerStore, Mutation, MutateFn, R
 from services import pagination
 from services.errors import Aborted, InvalidArgument, NotFound
 
@@ -28,6 +29,8 @@ log = structlog.get_logger()
 MAX_REASON_LENGTH = 1000
 MAX_BATCH = 10_000
 MAX_WATCHED_DEPENDENCIES = 100
+MAX_BATCH_ID_LENGTH = 64
+_BATCH_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_BATCH_ID_LENGTH}}}")
 MAX_EPOCH_LENGTH = 64  # what subscribers store it in (services.mirror)
 CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(BreakerConfig))
 
@@ -39,6 +42,17 @@ class Outcome:
     dependency: str
     success: bool | None
     duration_s: float | None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording a batch wrote: its mutations (results are (counted before, counted after)
+    of a dependency's outcomes), the outcomes this call counted, and those an earlier delivery of
+    the same batch id had counted already."""
+
+    mutations: list[Mutation[tuple[int, int]]]
+    recorded: int
+    already_recorded: int
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,15 @@ def validate_outcome(outcome: Outcome) -> Outcome:
     return outcome
 
 
+def validate_batch_id(batch_id: str) -> str:
+    if not _BATCH_ID.fullmatch(batch_id):
+        shown = batch_id[:MAX_BATCH_ID_LENGTH] + ("..." if len(batch_id) > MAX_BATCH_ID_LENGTH else "")
+        raise InvalidArgument(
+            f"batch_id must be 1..{MAX_BATCH_ID_LENGTH} characters of letters, digits, '.', '_', ':' and '-', got {shown!r}"
+        )
+    return batch_id
+
+
 def validate_reason(reason: str) -> str:
     if len(reason) > MAX_REASON_LENGTH:
         raise InvalidArgument(f"reason must be at most {MAX_REASON_LENGTH} characters, got {len(reason)}")
@@ -79,43 +102,64 @@ class BreakerUseCases:
 
     # --- outcomes and permissions ---------------------------------------------------------
 
-    async def record_outcome(self, outcome: Outcome) -> Mutation[int]:
-        return (await self.record_outcomes([outcome]))[-1]
+    async def record_outcome(self, outcome: Outcome) -> Mutation[tuple[int, int]]:
+        return (await self.record_outcomes([outcome])).mutations[-1]
 
-    async def record_outcomes(self, outcomes: Iterable[Outcome]) -> list[Mutation[int]]:
+    async def record_outcomes(self, outcomes: Iterable[Outcome], batch_id: str | None = None) -> Recorded:
         """Records each dependency's outcomes in their order. Breakers are independent, so the
         batch is grouped by dependency: one atomic write per dependency and per state change,
         however the outcomes of several dependencies are interleaved.
+
+        With `batch_id`, each write also stores how many of the batch's outcomes for that
+        dependency are counted (`store.mutate_batch`), so a batch delivered again (a retry after
+        a lost response, perhaps to another replica) counts only what was not counted yet.
 
         Outcomes are validated before any is recorded, so a bad one records none of the batch.
         """
         batch = [validate_outcome(o) for o in outcomes]
         if len(batch) > MAX_BATCH:
             raise InvalidArgument(f"a batch may hold at most {MAX_BATCH} outcomes, got {len(batch)}")
+        if batch_id is not None:
+            validate_batch_id(batch_id)
         by_dependency: dict[str, list[Outcome]] = {}
         for outcome in batch:
             by_dependency.setdefault(outcome.dependency, []).append(outcome)
-        mutations: list[Mutation[int]] = []
+        mutations: list[Mutation[tuple[int, int]]] = []
         for dependency, run in by_dependency.items():
-            while run:
-                mutation = await self._mutate(dependency, self._recording(run))
-                mutations.append(mutation)
-                recorded, run = run[: mutation.result], run[mutation.result :]
-                for success in (True, False):
-                    count = sum(1 for o in recorded if o.success is success)
-                    if count:
-                        metrics.observe_calls(dependency, success, count)
+            mutations += await self._record_run(dependency, run, batch_id)
+        recorded = sum(after - before for before, after in (m.result for m in mutations))
+        return Recorded(mutations, recorded, len(batch) - recorded)
+
+    async def _record_run(self, dependency: str, run: list[Outcome], batch_id: str | None) -> list[Mutation[tuple[int, int]]]:
+        """One dependency's outcomes, a write per state change; each write records from where
+        the batch's progress stands (without a batch id, from where the previous write ended)."""
+        mutations = []
+        counted = 0
+        while counted < len(run):
+            fn = self._recording(run)
+            if batch_id is None:
+                mutation = await self._mutate(dependency, _from(fn, counted))
+            else:
+                mutation = await self._mutate_batch(dependency, batch_id, fn)
+            mutations.append(mutation)
+            before, counted = mutation.result
+            for success in (True, False):
+                count = sum(1 for o in run[before:counted] if o.success is success)
+                if count:
+                    metrics.observe_calls(dependency, success, count)
         return mutations
 
-    def _recording(self, run: list[Outcome]) -> MutateFn[int]:
-        """Records the run's outcomes up to (and including) the first one that changes state."""
+    def _recording(self, run: list[Outcome]) -> BatchFn:
+        """Records the run's outcomes from the `counted`-th one up to (and including) the first
+        one that changes state; returns how many of the run are counted after that."""
 
-        def fn(b: Breaker | None, now: float) -> tuple[Breaker, Change | None, int]:
+        def fn(b: Breaker | None, now: float, counted: int) -> tuple[Breaker, Change | None, int]:
             b = b or self._new(run[0].dependency, now)
-            for n, outcome in enumerate(run, start=1):
+            for n in range(counted, len(run)):
+                outcome = run[n]
                 b, change = domain.record_outcome(b, bool(outcome.success), outcome.duration_s, now)
                 if change is not None:
-                    return b, change, n
+                    return b, change, n + 1
             return b, None, len(run)
 
         return fn
@@ -223,7 +267,13 @@ class BreakerUseCases:
         return domain.new_breaker(dependency, self._default_config, now)
 
     async def _mutate(self, dependency: str, fn: MutateFn[R]) -> Mutation[R]:
-        mutation = await self._store.mutate(dependency, fn)
+        return self._observed(dependency, await self._store.mutate(dependency, fn))
+
+    async def _mutate_batch(self, dependency: str, batch_id: str, fn: BatchFn) -> Mutation[tuple[int, int]]:
+        return self._observed(dependency, await self._store.mutate_batch(dependency, batch_id, fn))
+
+    def _observed(self, dependency: str, mutation: Mutation[R]) -> Mutation[R]:
+        """Counts and logs the transition a mutation committed, if any."""
         if mutation.event is not None:
             change = mutation.event.change
             metrics.observe_transition(dependency, change.from_state, change.to_state)
@@ -236,6 +286,16 @@ class BreakerUseCases:
                 reason=change.reason,
             )
         return mutation
+
+
+def _from(fn: BatchFn, counted: int) -> MutateFn[tuple[int, int]]:
+    """`fn` as a plain mutation that starts at `counted` (a batch without an id)."""
+
+    def mutation(b: Breaker | None, now: float) -> tuple[Breaker, Change | None, tuple[int, int]]:
+        breaker, change, after = fn(b, now, counted)
+        return breaker, change, (counted, after)
+
+    return mutation
 
 
 def _token_position(position: dict[str, Any] | None) -> str | None:

@@ -32,6 +32,13 @@ R = TypeVar("R")
 # fn(current breaker or None, now) -> (new breaker, the change it made or None, a result).
 MutateFn = Callable[[Breaker | None, float], tuple[Breaker, Change | None, R]]
 
+# fn(current breaker or None, now, how many of a batch's outcomes for this breaker are counted
+#    already) -> (new breaker, the change it made or None, how many are counted after it).
+BatchFn = Callable[[Breaker | None, float, int], tuple[Breaker, Change | None, int]]
+
+# How long a batch id is remembered by default (BREAKER_BATCH_RETENTION_S).
+BATCH_RETENTION_S = 600.0
+
 # Compare-and-swap attempts before a mutation gives up with ABORTED.
 MAX_CAS_ATTEMPTS = 64
 
@@ -76,6 +83,14 @@ def new_epoch() -> str:
 class BreakerStore(Protocol):
     async def mutate(self, dependency: str, fn: MutateFn[R]) -> Mutation[R]:
         """Applies fn to the breaker atomically; raises Aborted after MAX_CAS_ATTEMPTS lost races."""
+
+    async def mutate_batch(self, dependency: str, batch_id: str, fn: BatchFn) -> Mutation[tuple[int, int]]:
+        """Applies fn to the breaker atomically together with the batch's progress on it: fn is
+        given how many of batch `batch_id`'s outcomes for `dependency` are counted already (by an
+        earlier round of this delivery, an earlier delivery, or another replica's), and the count
+        it returns is stored in the same commit. So each outcome of a batch is counted once
+        however often the batch is delivered within the retention window, which starts at the
+        batch's first commit. The result is (counted before, counted after)."""
 
     async def get(self, dependency: str) -> Breaker | None: ...
 
@@ -124,8 +139,13 @@ def create_store(settings: BreakerSettings) -> BreakerStore:
     if settings.store == "redis":
         from breaker_svc.store.redis_store import RedisStore
 
-        return RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix, retention=settings.event_retention)
+        return RedisStore.from_url(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            retention=settings.event_retention,
+            batch_retention_s=settings.batch_retention_s,
+        )
     from breaker_svc.store.memory import MemoryStore
 
-    return MemoryStore(retention=settings.event_retention)
+    return MemoryStore(retention=settings.event_retention, batch_retention_s=settings.batch_retention_s)
 

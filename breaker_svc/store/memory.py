@@ -1,7 +1,8 @@
 """The embedded default store: breakers in a dict, the event log in a bounded deque.
 
 One asyncio lock makes each mutation atomic within the process; there is no other writer, so
-fn runs once. The log keeps the newest `retention` events; older revisions are "not retained".
+fn runs once. Batch progress (`mutate_batch`) lives in a dict beside the breakers, each batch
+forgotten `batch_retention_s` after its first commit. The log keeps the newest `retention` events; older revisions are "not retained".
 The log lives as long as the process: each store gets a new epoch, so a subscriber resuming with
 a revision from before a restart gets a reset snapshot, not the new log's events after it.
 """
@@ -14,13 +15,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from breaker_svc.domain import Breaker, BreakerState
-from breaker_svc.store import Event, MutateFn, Mutation, R, Snapshot, new_epoch
+from breaker_svc.domain import Breaker, BreakerState, Change
+from breaker_svc.store import BATCH_RETENTION_S, BatchFn, Event, MutateFn, Mutation, R, Snapshot, new_epoch
 
 
 class MemoryStore:
-    def __init__(self, retention: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, retention: int = 10_000, clock: Callable[[], float] = time.time, batch_retention_s: float = BATCH_RETENTION_S
+    ) -> None:
         self._breakers: dict[str, Breaker] = {}
+        # batch id -> {dependency: outcomes counted}; ids in order of first commit, with expiry.
+        self._batches: dict[str, dict[str, int]] = {}
+        self._batch_expiries: deque[tuple[float, str]] = deque()
+        self._batch_retention_s = batch_retention_s
         self._events: deque[Event] = deque(maxlen=retention)
         self._revision = 0
         self._epoch = new_epoch()
@@ -43,6 +50,27 @@ class MemoryStore:
             async with self._appended:
                 self._appended.notify_all()
         return Mutation(breaker, event, result, now)
+
+    async def mutate_batch(self, dependency: str, batch_id: str, fn: BatchFn) -> Mutation[tuple[int, int]]:
+        def counting(b: Breaker | None, now: float) -> tuple[Breaker, Change | None, tuple[int, int]]:
+            # Runs under the store's lock, once: reading and writing the progress here is atomic
+            # with the breaker's change.
+            self._forget_batches_before(now)
+            progress = self._batches.get(batch_id) or {}
+            before = progress.get(dependency, 0)
+            breaker, change, after = fn(b, now, before)
+            if after != before:
+                if batch_id not in self._batches:
+                    self._batches[batch_id] = progress
+                    self._batch_expiries.append((now + self._batch_retention_s, batch_id))
+                progress[dependency] = after
+            return breaker, change, (before, after)
+
+        return await self.mutate(dependency, counting)
+
+    def _forget_batches_before(self, now: float) -> None:
+        while self._batch_expiries and self._batch_expiries[0][0] <= now:
+            self._batches.pop(self._batch_expiries.popleft()[1], None)
 
     async def get(self, dependency: str) -> Breaker | None:
         return self._breakers.get(dependency)

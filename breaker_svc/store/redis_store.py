@@ -12,6 +12,10 @@ Keys (all under one prefix, none with a TTL):
                                 took the revisions back, replaces the epoch
   <prefix>events                stream of transitions, id <revision>-0, MAXLEN ~ retention
   <prefix>timers                zset: breakers scored by Breaker.timer_due_at (OPEN wait, HALF_OPEN deadline)
+  <prefix>batch:<batch id>      hash {dependency: outcomes counted} of one outcome batch, written
+                                by the commit script with the breaker it counts on; the only keys
+                                with a TTL (`batch_retention_s` from their first commit): a batch
+                                id is remembered that long
 
 A mutation reads the breaker with the server's clock (one script), runs the pure function, and
 commits with a compare-and-swap script that also takes the revision and appends the event (and
@@ -31,12 +35,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import redis.asyncio
 
 from breaker_svc.domain import Breaker, BreakerState, Change
-from breaker_svc.store import MAX_CAS_ATTEMPTS, Event, MutateFn, Mutation, R, Snapshot, new_epoch
+from breaker_svc.store import (
+    BATCH_RETENTION_S,
+    MAX_CAS_ATTEMPTS,
+    BatchFn,
+    Event,
+    MutateFn,
+    Mutation,
+    R,
+    Snapshot,
+    new_epoch,
+)
 from services.errors import Aborted
 
 _SCRIPTS = Path(__file__).parent
@@ -58,9 +73,15 @@ def _seconds(seconds: str | int, microseconds: str | int) -> float:
 
 class RedisStore:
     def __init__(
-        self, client: redis.asyncio.Redis, prefix: str = "breaker:", retention: int = 10_000, op_timeout_s: float = 5.0
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str = "breaker:",
+        retention: int = 10_000,
+        op_timeout_s: float = 5.0,
+        batch_retention_s: float = BATCH_RETENTION_S,
     ) -> None:
         self._redis = client
+        self._batch_retention_ms = max(1, round(batch_retention_s * 1000))
         self._timeout_s = op_timeout_s
         self._prefix = prefix
         self._retention = retention
@@ -78,7 +99,9 @@ class RedisStore:
         self._forget_timer = client.register_script(_script("forget_timer"))
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "breaker:", retention: int = 10_000) -> "RedisStore":
+    def from_url(
+        cls, url: str, prefix: str = "breaker:", retention: int = 10_000, batch_retention_s: float = BATCH_RETENTION_S
+    ) -> "RedisStore":
         client = redis.asyncio.from_url(
             url,
             decode_responses=True,
@@ -87,21 +110,37 @@ class RedisStore:
             socket_keepalive=True,
             health_check_interval=30,
         )
-        return cls(client, prefix, retention)
+        return cls(client, prefix, retention, batch_retention_s=batch_retention_s)
 
     def _breaker_key(self, dependency: str) -> str:
         return f"{self._prefix}breaker:{dependency}"
 
     async def mutate(self, dependency: str, fn: MutateFn[R]) -> Mutation[R]:
+        return await self._mutate(dependency, lambda b, now, _counted: fn(b, now), None)
+
+    async def mutate_batch(self, dependency: str, batch_id: str, fn: BatchFn) -> Mutation[tuple[int, int]]:
+        def counting(b: Breaker | None, now: float, before: int) -> tuple[Breaker, Change | None, tuple[int, int]]:
+            breaker, change, after = fn(b, now, before)
+            return breaker, change, (before, after)
+
+        return await self._mutate(dependency, counting, f"{self._prefix}batch:{batch_id}")
+
+    async def _mutate(
+        self, dependency: str, fn: Callable[[Breaker | None, float, int], tuple[Breaker, Change | None, R]], batch_key: str | None
+    ) -> Mutation[R]:
+        """Compare-and-swap on the breaker (and, with `batch_key`, on the batch's progress on
+        it); fn gets that progress (0 without a batch) and, for a batch, returns (before, after)."""
         key = self._breaker_key(dependency)
+        batch_keys = [] if batch_key is None else [batch_key]
         for attempt in range(MAX_CAS_ATTEMPTS):
             async with asyncio.timeout(self._timeout_s):
-                raw, stored_revision, seconds, microseconds = await self._read(keys=[key])
+                raw, stored_revision, seconds, microseconds, counted = await self._read(keys=[key, *batch_keys], args=[dependency])
             now = _seconds(seconds, microseconds)
             current = _decode(raw, stored_revision) if raw else None
-            breaker, change, result = fn(current, now)
+            breaker, change, result = fn(current, now, int(counted))
             new_json = _encode(breaker)
-            if change is None and new_json == raw:
+            progress = [] if batch_key is None else [int(counted), result[1], self._batch_retention_ms]  # type: ignore[index]
+            if change is None and new_json == raw and (batch_key is None or progress[0] == progress[1]):
                 return Mutation(dataclasses.replace(breaker, revision=int(stored_revision or 0)), None, result, now)
             async with asyncio.timeout(self._timeout_s):
                 committed, revision = await self._commit(
@@ -113,6 +152,7 @@ class RedisStore:
                         self._timers_key,
                         self._epoch_key,
                         self._run_id_key,
+                        *batch_keys,
                     ],
                     args=[
                         raw or "",
@@ -123,6 +163,7 @@ class RedisStore:
                         breaker.state.value,
                         _timer_due_at(breaker),
                         new_epoch(),
+                        *progress,
                     ],
                 )
             if committed:

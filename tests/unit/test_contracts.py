@@ -27,7 +27,7 @@ def test_every_service_has_the_names_its_callers_rely_on() -> None:
 
     expected = {
         breaker_pb2.DESCRIPTOR.services_by_name["BreakerService"]: {
-            "RecordOutcome", "RecordOutcomes", "Acquire", "GetBreaker", "ListBreakers", "ConfigureBreaker",
+            "RecordOutcome", "RecordOutcomes", "RecordOutcomeBatches", "Acquire", "GetBreaker", "ListBreakers", "ConfigureBreaker",
             "ForceOpen", "ForceClose", "ResetBreaker", "WatchTransitions",
         },
         job_pb2.DESCRIPTOR.services_by_name["JobService"]: {

@@ -134,6 +134,28 @@ class RecordOutcomeResponse(_message.Message):
     def __init__(self, breaker: _Optional[_Union[Breaker, _Mapping]] = ..., transition: _Optional[_Union[Transition, _Mapping]] = ...) -> None: ...
 
 class RecordOutcomesRequest(_message.Message):
+    __slots__ = ("dependency", "result", "duration", "batch_id")
+    DEPENDENCY_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    dependency: str
+    result: CallResult
+    duration: _duration_pb2.Duration
+    batch_id: str
+    def __init__(self, dependency: _Optional[str] = ..., result: _Optional[_Union[CallResult, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., batch_id: _Optional[str] = ...) -> None: ...
+
+class RecordOutcomesResponse(_message.Message):
+    __slots__ = ("recorded_count", "breakers", "already_recorded_count")
+    RECORDED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BREAKERS_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_RECORDED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    recorded_count: int
+    breakers: _containers.RepeatedCompositeFieldContainer[Breaker]
+    already_recorded_count: int
+    def __init__(self, recorded_count: _Optional[int] = ..., breakers: _Optional[_Iterable[_Union[Breaker, _Mapping]]] = ..., already_recorded_count: _Optional[int] = ...) -> None: ...
+
+class Outcome(_message.Message):
     __slots__ = ("dependency", "result", "duration")
     DEPENDENCY_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
@@ -143,13 +165,23 @@ class RecordOutcomesRequest(_message.Message):
     duration: _duration_pb2.Duration
     def __init__(self, dependency: _Optional[str] = ..., result: _Optional[_Union[CallResult, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
-class RecordOutcomesResponse(_message.Message):
-    __slots__ = ("recorded_count", "breakers")
+class RecordOutcomeBatchesRequest(_message.Message):
+    __slots__ = ("batch_id", "outcomes")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    outcomes: _containers.RepeatedCompositeFieldContainer[Outcome]
+    def __init__(self, batch_id: _Optional[str] = ..., outcomes: _Optional[_Iterable[_Union[Outcome, _Mapping]]] = ...) -> None: ...
+
+class RecordOutcomeBatchesResponse(_message.Message):
+    __slots__ = ("batch_id", "recorded_count", "already_recorded_count")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDED_COUNT_FIELD_NUMBER: _ClassVar[int]
-    BREAKERS_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_RECORDED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
     recorded_count: int
-    breakers: _containers.RepeatedCompositeFieldContainer[Breaker]
-    def __init__(self, recorded_count: _Optional[int] = ..., breakers: _Optional[_Iterable[_Union[Breaker, _Mapping]]] = ...) -> None: ...
+    already_recorded_count: int
+    def __init__(self, batch_id: _Optional[str] = ..., recorded_count: _Optional[int] = ..., already_recorded_count: _Optional[int] = ...) -> None: ...
 
 class AcquireRequest(_message.Message):
     __slots__ = ("dependency",)

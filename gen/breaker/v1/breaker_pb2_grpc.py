@@ -47,6 +47,11 @@ class BreakerServiceStub:
                 request_serializer=breaker_dot_v1_dot_breaker__pb2.RecordOutcomesRequest.SerializeToString,
                 response_deserializer=breaker_dot_v1_dot_breaker__pb2.RecordOutcomesResponse.FromString,
                 _registered_method=True)
+        self.RecordOutcomeBatches = channel.stream_stream(
+                '/breaker.v1.BreakerService/RecordOutcomeBatches',
+                request_serializer=breaker_dot_v1_dot_breaker__pb2.RecordOutcomeBatchesRequest.SerializeToString,
+                response_deserializer=breaker_dot_v1_dot_breaker__pb2.RecordOutcomeBatchesResponse.FromString,
+                _registered_method=True)
         self.Acquire = channel.unary_unary(
                 '/breaker.v1.BreakerService/Acquire',
                 request_serializer=breaker_dot_v1_dot_breaker__pb2.AcquireRequest.SerializeToString,
@@ -104,7 +109,19 @@ class BreakerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordOutcomes(self, request_iterator, context):
-        """Records a batch of outcomes sent as a client stream, in order.
+        """Records a batch of outcomes sent as a client stream, in order. With a `batch_id` the batch
+        is counted once however often it is sent (see RecordOutcomesRequest.batch_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordOutcomeBatches(self, request_iterator, context):
+        """Records batches of outcomes over one long-lived stream: each request is one batch, each
+        response acknowledges one batch, in the order they were sent. A batch is counted once
+        however often it is sent within the retention window (`batch_id`), so a client that lost an
+        acknowledgement sends the batch again on a new stream. A malformed batch ends the stream
+        with INVALID_ARGUMENT; the batches acknowledged before it are counted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +198,11 @@ def add_BreakerServiceServicer_to_server(servicer, server):
                     servicer.RecordOutcomes,
                     request_deserializer=breaker_dot_v1_dot_breaker__pb2.RecordOutcomesRequest.FromString,
                     response_serializer=breaker_dot_v1_dot_breaker__pb2.RecordOutcomesResponse.SerializeToString,
+            ),
+            'RecordOutcomeBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.RecordOutcomeBatches,
+                    request_deserializer=breaker_dot_v1_dot_breaker__pb2.RecordOutcomeBatchesRequest.FromString,
+                    response_serializer=breaker_dot_v1_dot_breaker__pb2.RecordOutcomeBatchesResponse.SerializeToString,
             ),
             'Acquire': grpc.unary_unary_rpc_method_handler(
                     servicer.Acquire,
@@ -280,6 +302,33 @@ class BreakerService:
             '/breaker.v1.BreakerService/RecordOutcomes',
             breaker_dot_v1_dot_breaker__pb2.RecordOutcomesRequest.SerializeToString,
             breaker_dot_v1_dot_breaker__pb2.RecordOutcomesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordOutcomeBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/breaker.v1.BreakerService/RecordOutcomeBatches',
+            breaker_dot_v1_dot_breaker__pb2.RecordOutcomeBatchesRequest.SerializeToString,
+            breaker_dot_v1_dot_breaker__pb2.RecordOutcomeBatchesResponse.FromString,
             options,
             channel_credentials,
             insecure,
