@@ -10,7 +10,7 @@ import structlog
 from breaker.v1 import breaker_pb2_grpc
 
 from breaker_svc.hub import TransitionHub
-from breaker_svc.servicer import ADMIN_METHODS, SERVICE_NAME, BreakerServicer
+from breaker_svc.servicer import ACCESS, SERVICE_NAME, BreakerServicer
 from breaker_svc.settings import BreakerSettings
 from breaker_svc.store import BreakerStore, create_store
 from breaker_svc.usecases import BreakerUseCases, run_breaker_timer
@@ -43,7 +43,7 @@ class BreakerApp:
         def register(server: grpc.aio.Server) -> None:
             breaker_pb2_grpc.add_BreakerServiceServicer_to_server(servicer, server)
 
-        self.port = await self.host.start(register, [SERVICE_NAME], ADMIN_METHODS)
+        self.port = await self.host.start(register, [SERVICE_NAME], ACCESS)
         log.info("breaker_started", port=self.port, store=self.settings.store, revision=self.hub.position)
         return self.port
 

@@ -12,11 +12,15 @@ from breaker.v1 import breaker_pb2_grpc
 from breaker_svc import convert
 from breaker_svc.usecases import MAX_BATCH, BreakerUseCases
 from services.watch import BREAKER_STATE
+from services.auth import access_table
 from services.errors import InvalidArgument
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BreakerService"].full_name
-ADMIN_METHODS = frozenset(
-    f"/{SERVICE_NAME}/{method}" for method in ("ConfigureBreaker", "ForceOpen", "ForceClose", "ResetBreaker")
+ACCESS = access_table(
+    pb.DESCRIPTOR.services_by_name["BreakerService"],
+    open_calls=("GetBreaker", "ListBreakers", "WatchTransitions"),
+    service_calls=("RecordOutcome", "RecordOutcomes", "Acquire"),
+    admin_calls=("ConfigureBreaker", "ForceOpen", "ForceClose", "ResetBreaker"),
 )
 
 

@@ -14,8 +14,8 @@ Defaults for breakers not configured with ConfigureBreaker (BREAKER_DEFAULT_*): 
 SLOW_CALL_RATE_THRESHOLD (percent), SLOW_CALL_DURATION_S, CONSECUTIVE_FAILURE_THRESHOLD (0 = off),
 OPEN_WAIT_S, OPEN_WAIT_MULTIPLIER, MAX_OPEN_WAIT_S, HALF_OPEN_PERMITTED_CALLS, MAX_HALF_OPEN_WAIT_S; unset ones take
 the domain's defaults (BreakerConfig).
-The server itself: BREAKER_HOST, BREAKER_PORT (50051), BREAKER_METRICS_PORT, ADMIN_TOKEN,
-SHUTDOWN_GRACE_S, LOG_LEVEL (services.config.ServerSettings).
+The server itself: BREAKER_HOST, BREAKER_PORT (50051), BREAKER_METRICS_PORT, BREAKER_HEALTH_PORT,
+ADMIN_TOKEN, SERVICE_TOKEN, TLS_*, SHUTDOWN_GRACE_S, LOG_LEVEL (services.config.ServerSettings).
 """
 
 from dataclasses import dataclass

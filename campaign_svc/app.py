@@ -10,7 +10,7 @@ from campaign.v1 import campaign_pb2_grpc
 
 from campaign_svc.metrics import run_refresher
 from campaign_svc.outbox import JobCommandForwarder, JobServiceClient
-from campaign_svc.servicer import SERVICE_NAME, CampaignServicer
+from campaign_svc.servicer import ACCESS, SERVICE_NAME, CampaignServicer
 from campaign_svc.settings import MIGRATIONS_DIR, CampaignSettings
 from campaign_svc.store import CampaignStore
 from campaign_svc.tables import breaker_states, breaker_watch_cursor
@@ -36,7 +36,7 @@ class CampaignApp:
             BreakerReconciler(self.store).on_state_change,
             settings.breaker_target,
         )
-        self.job_client = JobServiceClient(settings.job_target, settings.job_call_timeout_s, settings.server.admin_token)
+        self.job_client = JobServiceClient(settings.job_target, settings.job_call_timeout_s, settings.server.service_token)
         self.forwarder = JobCommandForwarder(
             self.engine, self.store, self.job_client.send, backoff_max_s=settings.outbox_backoff_max_s
         )
@@ -61,7 +61,7 @@ class CampaignApp:
                 run_refresher(self.engine, self.store, self.settings.metrics_refresh_s), name="metrics"
             ),
         ]
-        self.port = await self.host.start(register, [SERVICE_NAME])
+        self.port = await self.host.start(register, [SERVICE_NAME], ACCESS)
         self._tasks.append(
             asyncio.create_task(
                 report_freshness(self.mirror.watcher, self._on_freshness, self.settings.breaker_stale_after_s), name="freshness"

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from campaign_svc.store import CampaignStore, JobCommand, JobCommandAction
 from services.backoff import Backoff
+from services.client.channel import bearer_metadata, open_channel
 
 log = structlog.get_logger()
 
@@ -37,16 +38,14 @@ class JobCallError(Exception):
 class JobServiceClient:
     """Sends one outbox row to JobService."""
 
-    def __init__(self, target: str, timeout_s: float, admin_token: str | None) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+    def __init__(self, target: str, timeout_s: float, service_token: str | None) -> None:
+        self._channel = open_channel(target)
         self._stub = job_pb2_grpc.JobServiceStub(self._channel)
         self._timeout_s = timeout_s
-        self._admin_token = admin_token
+        self._token_metadata = bearer_metadata(service_token)
 
     async def send(self, command: JobCommand) -> None:
-        metadata = [("x-request-id", f"campaign-job-command-{command.id}")]
-        if self._admin_token:
-            metadata.append(("authorization", f"Bearer {self._admin_token}"))
+        metadata = (("x-request-id", f"campaign-job-command-{command.id}"), *self._token_metadata)
         try:
             if command.action is JobCommandAction.PAUSE:
                 request = job_pb2.PauseJobsRequest(campaign_id=command.campaign_id, reason=command.reason)

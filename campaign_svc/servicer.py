@@ -11,11 +11,20 @@ from campaign.v1 import campaign_pb2_grpc
 
 from campaign_svc.domain import Campaign, CampaignStatus, HoldKind
 from campaign_svc.usecases import CampaignUseCases
+from services.auth import access_table
 from services.protoconv import ProtoEnum, timestamp
 from services.watch import BREAKER_STATE
 
 Context = grpc.aio.ServicerContext
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CampaignService"].full_name
+ACCESS = access_table(
+    pb.DESCRIPTOR.services_by_name["CampaignService"],
+    open_calls=("GetCampaign", "ListCampaigns", "GetPauseStatus"),
+    service_calls=(
+        "CreateCampaign", "StartCampaign", "PauseCampaign", "ResumeCampaign", "CompleteCampaign", "FailCampaign",
+    ),
+    admin_calls=(),
+)
 
 CAMPAIGN_STATUS = ProtoEnum(pb.CampaignStatus, CampaignStatus, "CAMPAIGN_STATUS_")
 HOLD_KIND = ProtoEnum(pb.HoldKind, HoldKind, "HOLD_KIND_")

@@ -8,8 +8,8 @@ Jobs:     JOB_TARGET (job_svc address, default 127.0.0.1:50053), CAMPAIGN_JOB_CA
           (deadline of each PauseJobs/ResumeJobs call, default 5), CAMPAIGN_OUTBOX_BACKOFF_MAX_S
           (cap of the retry backoff while job_svc refuses, default 10).
 Metrics:  CAMPAIGN_METRICS_REFRESH_S (how often the gauges are recounted, default 5).
-The server itself: CAMPAIGN_HOST, CAMPAIGN_PORT (50052), CAMPAIGN_METRICS_PORT, ADMIN_TOKEN (also
-sent to job_svc), SHUTDOWN_GRACE_S, LOG_LEVEL (services.config.ServerSettings).
+The server itself: CAMPAIGN_HOST, CAMPAIGN_PORT (50052), CAMPAIGN_METRICS_PORT, CAMPAIGN_HEALTH_PORT,
+ADMIN_TOKEN, SERVICE_TOKEN (also sent to job_svc), TLS_*, SHUTDOWN_GRACE_S, LOG_LEVEL (services.config.ServerSettings).
 """
 
 from dataclasses import dataclass

@@ -19,7 +19,7 @@ from job.v1 import job_pb2_grpc
 from job_svc import metrics
 from job_svc.domain import JobStatus
 from job_svc.forwarder import OutcomeForwarder
-from job_svc.servicer import SERVICE_NAME, JobServicer
+from job_svc.servicer import ACCESS, SERVICE_NAME, JobServicer
 from job_svc.settings import JobSettings
 from job_svc.store import JobStore
 from job_svc.tables import breaker_states, breaker_watch_cursor
@@ -44,7 +44,11 @@ class JobApp:
         )
         self.store = JobStore(self.engine, self.mirror)
         self.forwarder = OutcomeForwarder(
-            self.store, settings.breaker_target, batch_size=settings.outbox_batch, backoff_max_s=settings.outbox_retry_max_s
+            self.store,
+            settings.breaker_target,
+            batch_size=settings.outbox_batch,
+            backoff_max_s=settings.outbox_retry_max_s,
+            token=settings.server.service_token,
         )
         self.jobs = JobUseCases(
             self.store,
@@ -67,7 +71,7 @@ class JobApp:
         self.port = await self.host.start(
             lambda server: job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.jobs), server),
             [SERVICE_NAME],
-            admin_methods=frozenset(),
+            ACCESS,
         )
         if follow_breakers:
             self._spawn(self.mirror.run(), "breaker_mirror")

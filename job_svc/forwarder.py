@@ -15,6 +15,7 @@ from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 from job_svc import metrics
 from job_svc.store import JobStore, OutboxRow
 from services.backoff import Backoff
+from services.client.channel import bearer_metadata, open_channel
 from services.protoconv import duration
 
 log = structlog.get_logger()
@@ -39,6 +40,7 @@ class OutcomeForwarder:
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 10.0,
         timeout_s: float = 10.0,
+        token: str | None = None,
     ) -> None:
         self._store = store
         self._target = target
@@ -48,6 +50,7 @@ class OutcomeForwarder:
         self._backoff_max_s = backoff_max_s
         self._timeout_s = timeout_s
         self._wake = asyncio.Event()
+        self._metadata = bearer_metadata(token)
 
     def wake(self) -> None:
         """Outcomes were written: send them now rather than at the next poll."""
@@ -55,7 +58,7 @@ class OutcomeForwarder:
 
     async def run(self) -> None:
         backoff = Backoff(self._backoff_initial_s, self._backoff_max_s)
-        async with grpc.aio.insecure_channel(self._target) as channel:
+        async with open_channel(self._target) as channel:
             stub = breaker_pb2_grpc.BreakerServiceStub(channel)
             while True:
                 self._wake.clear()
@@ -82,7 +85,7 @@ class OutcomeForwarder:
             if not rows:
                 return 0
             try:
-                await stub.RecordOutcomes(iter(_requests(rows)), timeout=self._timeout_s)
+                await stub.RecordOutcomes(iter(_requests(rows)), timeout=self._timeout_s, metadata=self._metadata)
             except grpc.aio.AioRpcError as error:
                 if error.code() in RETRYABLE:
                     raise

@@ -9,10 +9,20 @@ from job.v1 import job_pb2, job_pb2_grpc
 
 from job_svc.domain import ClaimRequest, Hold, HoldKind, HoldSelector, Job, JobStatus, NewJob
 from job_svc.usecases import JobUseCases, QueueStatus
+from services.auth import access_table
 from services.protoconv import ProtoEnum, seconds, timestamp
 from services.watch import BREAKER_STATE
 
 SERVICE_NAME = job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+ACCESS = access_table(
+    job_pb2.DESCRIPTOR.services_by_name["JobService"],
+    open_calls=("GetJob", "ListJobs", "GetQueueStatus"),
+    service_calls=(
+        "CreateJob", "CreateJobs", "CancelJob", "ClaimJobs", "CompleteJob", "FailJob", "FinishJobs", "RenewLeases",
+        "PauseJobs", "ResumeJobs",
+    ),
+    admin_calls=("RedriveJobs",),
+)
 
 
 JOB_STATUS = ProtoEnum(job_pb2.JobStatus, JobStatus, "JOB_STATUS_")

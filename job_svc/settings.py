@@ -8,8 +8,8 @@ Queue:    JOB_RETRY_BASE_S / JOB_RETRY_MAX_S (retry backoff: base * 2^(attempt-1
           JOB_SWEEP_INTERVAL_S (how often expired leases are returned to the queue, default 1).
 Outcomes: JOB_OUTBOX_BATCH (outcomes sent to breaker_svc per call, default 200),
           JOB_OUTBOX_RETRY_MAX_S (cap of the retry backoff while breaker_svc is down, default 10).
-The server itself: JOB_HOST, JOB_PORT (50053), JOB_METRICS_PORT, ADMIN_TOKEN, SHUTDOWN_GRACE_S,
-LOG_LEVEL (services.config.ServerSettings).
+The server itself: JOB_HOST, JOB_PORT (50053), JOB_METRICS_PORT, JOB_HEALTH_PORT, ADMIN_TOKEN,
+SERVICE_TOKEN (also sent to breaker_svc), TLS_*, SHUTDOWN_GRACE_S, LOG_LEVEL (services.config.ServerSettings).
 """
 
 from dataclasses import dataclass

@@ -1,16 +1,15 @@
 """Cross-cutting concerns of every RPC, in one server interceptor.
 
-For each call: bind a request id, check the admin token of admin methods, map errors to status
+For each call: bind a request id, check the bearer token its access class needs (services.auth), map errors to status
 codes (a `ServiceError` to its code; storage outages to UNAVAILABLE; anything else to INTERNAL
 with a generic message, so a traceback never reaches the caller), and write one access-log line
 with method, peer, status code and duration.
 """
 
 import asyncio
-import hmac
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -20,6 +19,7 @@ import sqlalchemy.exc
 import structlog
 
 from services import errors
+from services.auth import Access, Tokens
 
 STATUS_BY_ERROR: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -71,9 +71,9 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, admin_methods: frozenset[str], admin_token: str | None) -> None:
-        self._admin_methods = admin_methods
-        self._admin_token = admin_token
+    def __init__(self, access: Mapping[str, Access], tokens: Tokens) -> None:
+        self._access = access
+        self._tokens = tokens
 
     async def intercept_service(
         self,
@@ -84,7 +84,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        call = _Call(method, method in self._admin_methods and self._admin_token is not None, self._admin_token)
+        # Methods outside the services' tables (health, reflection) are open.
+        call = _Call(method, self._access.get(method, Access.OPEN), self._tokens)
         kinds = {
             "unary_unary": grpc.unary_unary_rpc_method_handler,
             "unary_stream": grpc.unary_stream_rpc_method_handler,
@@ -104,17 +105,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
 
 class _Call:
-    """Wraps one RPC's behaviour with the request id, admin check, error mapping and access log.
+    """Wraps one RPC's behaviour with the request id, token check, error mapping and access log.
 
     Once the client has gone (cancellation, or the stream generator closed by GeneratorExit),
     the call's context may already be freed by grpc: nothing reads it after that point, which
     is why the peer is taken at the start and the code of a cancelled call is not asked for.
     """
 
-    def __init__(self, method: str, needs_admin: bool, admin_token: str | None) -> None:
+    def __init__(self, method: str, access: Access, tokens: Tokens) -> None:
         self.method = method
-        self.needs_admin = needs_admin
-        self.admin_token = admin_token
+        self.access = access
+        self.tokens = tokens
         self.peer = ""
         self.started = 0.0
 
@@ -122,7 +123,7 @@ class _Call:
         async def unary(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
             self._begin(context)
             try:
-                self._check_admin(context)
+                self._check_token(context)
                 response = await behaviour(request_or_iterator, context)
             except (asyncio.CancelledError, GeneratorExit):
                 self._end("CANCELLED")
@@ -138,7 +139,7 @@ class _Call:
         async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             self._begin(context)
             try:
-                self._check_admin(context)
+                self._check_token(context)
                 async for response in behaviour(request_or_iterator, context):
                     yield response
             except (asyncio.CancelledError, GeneratorExit):
@@ -158,13 +159,9 @@ class _Call:
         self.peer = context.peer()
         self.started = time.perf_counter()
 
-    def _check_admin(self, context: grpc.aio.ServicerContext) -> None:
-        if not self.needs_admin:
-            return
+    def _check_token(self, context: grpc.aio.ServicerContext) -> None:
         metadata = dict(context.invocation_metadata() or ())
-        presented = metadata.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(presented.encode(), self.admin_token.encode()):
-            raise errors.Unauthenticated("this admin call needs the header 'authorization: Bearer <ADMIN_TOKEN>'")
+        self.tokens.check(self.access, metadata.get("authorization", ""))
 
     async def _fail(self, context: grpc.aio.ServicerContext, error: BaseException) -> None:
         """Ends the call with the error's status code (context.abort raises AbortError)."""

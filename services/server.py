@@ -1,5 +1,10 @@
 """Server bootstrap shared by the three services: grpc.aio, health, reflection, interceptors,
-metrics endpoint and graceful shutdown.
+TLS, metrics endpoint and graceful shutdown.
+
+TLS: with TLS_CERT_FILE and TLS_KEY_FILE the gRPC port serves TLS only, and with
+TLS_CLIENT_CA_FILE it also requires a client certificate signed by that CA (mTLS). The metrics
+port (HTTP) and the optional health port stay plaintext: the first carries only counters, the
+second only grpc.health.v1, for the kubelet's gRPC probes, which cannot dial TLS.
 
 Shutdown is a mode (SIGTERM or SIGINT): health goes NOT_SERVING, `shutting_down` is set so
 streaming handlers end their streams cleanly, the server stops taking new calls and waits up to
@@ -9,7 +14,8 @@ streaming handlers end their streams cleanly, the server stops taking new calls 
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Protocol
 
 import grpc
@@ -19,7 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from services.config import ConfigError, ServerSettings
+from services.auth import Access, Tokens
+from services.config import ConfigError, ServerSettings, ServerTLS
 from services.interceptors import ServiceInterceptor
 from services.logging import configure_logging
 
@@ -33,17 +40,20 @@ class ServiceHost:
         self.shutting_down = asyncio.Event()
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._stopped = False
 
     async def start(
         self,
         register: Callable[[grpc.aio.Server], None],
         service_full_names: list[str],
-        admin_methods: frozenset[str] = frozenset(),
+        access: Mapping[str, Access],
     ) -> int:
-        """Starts serving; returns the bound port (useful with port 0 in tests)."""
+        """Starts serving; returns the bound port (useful with port 0 in tests). `access` is the
+        services' tables of method -> access class (services.auth)."""
+        tokens = Tokens(admin=self.settings.admin_token, service=self.settings.service_token)
         server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(admin_methods, self.settings.admin_token)],
+            interceptors=[ServiceInterceptor(access, tokens)],
             # Without this, a second process could bind the same port silently (SO_REUSEPORT).
             options=[("grpc.so_reuseport", 0)],
         )
@@ -53,15 +63,30 @@ class ServiceHost:
             [*service_full_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             server,
         )
-        port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        address = f"{self.settings.host}:{self.settings.port}"
+        tls = self.settings.tls
+        port = server.add_secure_port(address, _credentials(tls)) if tls else server.add_insecure_port(address)
         await server.start()
         self._server = server
+        if self.settings.health_port:
+            self._health_server = await self._serve_health(self.settings.health_port)
         for name in ["", *service_full_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.settings.metrics_port:
             prometheus_client.start_http_server(self.settings.metrics_port, addr=self.settings.host)
-        log.info("server_started", port=port, metrics_port=self.settings.metrics_port)
+        log.info(
+            "server_started", port=port, tls=_tls_mode(tls), metrics_port=self.settings.metrics_port,
+            health_port=self.settings.health_port,
+        )
         return port
+
+    async def _serve_health(self, port: int) -> grpc.aio.Server:
+        """grpc.health.v1 alone, plaintext, sharing the main server's health states."""
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        server.add_insecure_port(f"{self.settings.host}:{port}")
+        await server.start()
+        return server
 
     async def set_serving(self, service_full_name: str, serving: bool) -> None:
         """Reports a dependency outage (or its end) through the health service."""
@@ -88,6 +113,20 @@ class ServiceHost:
         await self.health.enter_graceful_shutdown()
         self.shutting_down.set()
         await self._server.stop(self.settings.grace_s)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
+
+
+def _credentials(tls: ServerTLS) -> grpc.ServerCredentials:
+    key_pair = (Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())
+    client_ca = Path(tls.client_ca_file).read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials([key_pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+def _tls_mode(tls: ServerTLS | None) -> str:
+    if tls is None:
+        return "off"
+    return "mtls" if tls.client_ca_file else "tls"
 
 
 class ServedApp(Protocol):

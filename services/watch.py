@@ -27,6 +27,7 @@ from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 
 from services.backoff import Backoff
 from services.breaker_state import BreakerState
+from services.client.channel import open_channel
 from services.protoconv import ProtoEnum
 
 log = structlog.get_logger()
@@ -156,7 +157,7 @@ class BreakerWatcher:
             await backoff.wait()
 
     async def _one_connection(self) -> AsyncIterator[WatchEvent]:
-        async with grpc.aio.insecure_channel(self._target) as channel:
+        async with open_channel(self._target) as channel:
             stub = breaker_pb2_grpc.BreakerServiceStub(channel)
             request = breaker_pb2.WatchTransitionsRequest()
             epoch, revision = await self._resume_position()
