@@ -19,7 +19,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BreakerService"].full_name
 ACCESS = access_table(
     pb.DESCRIPTOR.services_by_name["BreakerService"],
     open_calls=("GetBreaker", "ListBreakers", "WatchTransitions"),
-    service_calls=("RecordOutcome", "RecordOutcomes", "Acquire"),
+    service_calls=("RecordOutcome", "RecordOutcomes", "RecordOutcomeBatches", "Acquire"),
     admin_calls=("ConfigureBreaker", "ForceOpen", "ForceClose", "ResetBreaker"),
 )
 
