@@ -2,6 +2,7 @@
 the plaintext health port for probes; with real channels, grpcurl included."""
 
 import asyncio
+import os
 import dataclasses
 import sys
 from collections.abc import AsyncIterator
@@ -250,3 +251,22 @@ async def test_grpcurl_over_mtls_with_the_tokens(certs: Certificates) -> None:
         assert code != 0, output
         code, output = await grpcurl("-cacert", str(certs.ca_file), target, "list")  # no client certificate
         assert code != 0, output
+
+
+async def healthcheck(target: str, env: dict[str, str]) -> int:
+    """`python -m services.healthcheck`, the compose healthcheck, with only `env` for TLS."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TLS_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.healthcheck", target, env={**clean, **env},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    return await process.wait()
+
+
+async def test_the_container_healthcheck_dials_like_the_internal_clients(certs: Certificates) -> None:
+    tls = ServerTLS(str(certs.cert_file), str(certs.key_file), str(certs.ca_file))
+    async with breaker_server(tls=tls) as (_, target):
+        assert await healthcheck(target, certs.server_env()) == 0
+        assert await healthcheck(target, {}) == 1  # plaintext is refused
+    async with breaker_server() as (_, target):
+        assert await healthcheck(target, {}) == 0
