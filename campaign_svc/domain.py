@@ -2,8 +2,8 @@
 
 A campaign's status moves only along `TRANSITIONS`. While it runs, its status follows from its
 holds: RUNNING with a hold is PAUSED, PAUSED with none is RUNNING again. Holds are of two
-kinds: one per dependency whose breaker is open (set and cleared by the breaker subscriber)
-and one manual hold (set and cleared by an operator).
+kinds: one per dependency whose breaker is not closed (`BREAKER_HOLDS`: set and cleared by the
+breaker subscriber) and one manual hold (set and cleared by an operator).
 """
 
 from collections.abc import Iterable, Mapping
@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 
+from services.breaker_state import BreakerState
 from services.errors import FailedPrecondition
 
 
@@ -40,6 +41,18 @@ TRANSITIONS: Mapping[CampaignStatus, frozenset[CampaignStatus]] = {
 
 # Statuses whose campaigns the breaker subscriber holds and releases.
 HOLDABLE = frozenset({S.RUNNING, S.PAUSED})
+
+# THE breaker rule: for each breaker state, whether it holds the campaigns that need the
+# dependency (and refuses their start and resume). A campaign runs only while every dependency
+# is closed: a HALF_OPEN trial is the jobs' business (they get its permits), and a campaign
+# waits for its verdict, so its status does not flap with each failed probe.
+BREAKER_HOLDS: Mapping[BreakerState, bool] = {
+    BreakerState.CLOSED: False,
+    BreakerState.FORCED_CLOSED: False,
+    BreakerState.OPEN: True,
+    BreakerState.FORCED_OPEN: True,
+    BreakerState.HALF_OPEN: True,
+}
 
 
 def check_transition(from_status: CampaignStatus, to_status: CampaignStatus) -> None:
@@ -98,8 +111,21 @@ def new_campaign(
     return Campaign(campaign_id, name, description, dependencies, S.CREATED, (), 1, now, now, request_id)
 
 
-def blocking_message(blocking: Iterable[str]) -> str:
-    return "dependencies with open breakers: " + ", ".join(sorted(blocking))
+def blocking_message(blocking: Mapping[str, BreakerState]) -> str:
+    """Names the dependencies that refuse a start or resume, open ones first, then half-open."""
+    half_open = sorted(d for d, state in blocking.items() if state is BreakerState.HALF_OPEN)
+    still_open = sorted(d for d in blocking if d not in half_open)
+    parts = []
+    if still_open:
+        parts.append("dependencies with open breakers: " + ", ".join(still_open))
+    if half_open:
+        parts.append("dependencies with half-open breakers (on trial): " + ", ".join(half_open))
+    return "; ".join(parts)
+
+
+def holding(states: Mapping[str, BreakerState]) -> dict[str, BreakerState]:
+    """Those of `states` (dependency -> breaker state) that hold a campaign."""
+    return {dependency: state for dependency, state in states.items() if BREAKER_HOLDS[state]}
 
 
 def _changed(campaign: Campaign, now: datetime, **changes) -> Campaign:  # type: ignore[no-untyped-def]
@@ -121,10 +147,9 @@ def check_startable(campaign: Campaign) -> None:
         )
 
 
-def start(campaign: Campaign, blocking: Iterable[str], now: datetime) -> Campaign:
-    """CREATED -> RUNNING, refused while any dependency's breaker blocks calls."""
+def start(campaign: Campaign, blocking: Mapping[str, BreakerState], now: datetime) -> Campaign:
+    """CREATED -> RUNNING, refused while any dependency's breaker holds (see `holding`)."""
     check_startable(campaign)
-    blocking = sorted(blocking)
     if blocking:
         raise FailedPrecondition(blocking_message(blocking))
     return _move(campaign, S.RUNNING, now, started_at=campaign.started_at or now)
@@ -140,14 +165,13 @@ def pause(campaign: Campaign, reason: str, now: datetime) -> Campaign:
     return _move(campaign, status_for_holds(campaign.status, holds), now, holds=holds)
 
 
-def resume(campaign: Campaign, blocking: Iterable[str], now: datetime) -> Campaign:
-    """Removes the manual hold; refused while any dependency's breaker blocks calls."""
+def resume(campaign: Campaign, blocking: Mapping[str, BreakerState], now: datetime) -> Campaign:
+    """Removes the manual hold; refused while any dependency's breaker holds (see `holding`)."""
     if campaign.manual_hold is None:
         if campaign.status is S.PAUSED:
             raise FailedPrecondition("campaign is not paused by hand: it resumes by itself when its breakers close")
         check_transition(campaign.status, S.RUNNING)
         raise FailedPrecondition(f"campaign is {campaign.status.value}, not paused")
-    blocking = sorted(blocking)
     if blocking:
         raise FailedPrecondition(blocking_message(blocking))
     holds = tuple(h for h in campaign.holds if h.kind is not HoldKind.MANUAL)
@@ -163,8 +187,8 @@ def fail(campaign: Campaign, reason: str, now: datetime) -> Campaign:
 
 
 def add_breaker_hold(campaign: Campaign, dependency: str, revision: int, now: datetime) -> Campaign:
-    """What the subscriber does to one campaign when `dependency` opens (the store does the
-    same for all campaigns in one statement)."""
+    """What the subscriber does to one campaign when `dependency`'s breaker starts to hold (the
+    store does the same for all campaigns in one statement)."""
     if campaign.status not in HOLDABLE or dependency not in campaign.dependencies:
         return campaign
     if any(h.kind is HoldKind.BREAKER and h.dependency == dependency for h in campaign.holds):
@@ -174,7 +198,7 @@ def add_breaker_hold(campaign: Campaign, dependency: str, revision: int, now: da
 
 
 def remove_breaker_hold(campaign: Campaign, dependency: str, now: datetime) -> Campaign:
-    """What the subscriber does to one campaign when `dependency` stops blocking."""
+    """What the subscriber does to one campaign when `dependency` closes."""
     holds = tuple(h for h in campaign.holds if not (h.kind is HoldKind.BREAKER and h.dependency == dependency))
     if holds == campaign.holds:
         return campaign

@@ -26,7 +26,7 @@ from campaign_svc.store import CampaignStore, JobCommandAction, PauseStatus
 from services import pagination, validation
 from services.errors import Aborted, InvalidArgument, NotFound, Unavailable
 from services.mirror import BreakerMirror
-from services.watch import BreakerView
+from services.watch import BreakerState, BreakerView
 
 log = structlog.get_logger()
 
@@ -68,7 +68,7 @@ class BreakerReconciler:
 
     async def on_state_change(self, connection: AsyncConnection, new: BreakerView, old: BreakerView | None) -> None:
         now = self._clock()
-        if new.state.blocks_calls:
+        if domain.BREAKER_HOLDS[new.state]:
             changed = await self._store.hold_for_breaker(connection, new.dependency, new.revision, now)
         else:
             changed = await self._store.release_for_breaker(connection, new.dependency, now)
@@ -180,7 +180,7 @@ class CampaignUseCases:
     async def resume(self, campaign_id: str) -> Campaign:
         async def decide(connection: AsyncConnection, campaign: Campaign) -> Campaign:
             if campaign.manual_hold is None:
-                return domain.resume(campaign, (), self._clock())  # raises: nothing to resume
+                return domain.resume(campaign, {}, self._clock())  # raises: nothing to resume
             resumed = domain.resume(campaign, await self._blocking(connection, campaign), self._clock())
             await self._store.enqueue_job_command(connection, campaign.id, JobCommandAction.RESUME, "", self._clock())
             return resumed
@@ -208,15 +208,15 @@ class CampaignUseCases:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _blocking(self, connection: AsyncConnection, campaign: Campaign) -> list[str]:
-        """The campaign's dependencies whose breakers block, read share-locked; UNAVAILABLE when
-        the breaker states known here are stale (fail safe)."""
+    async def _blocking(self, connection: AsyncConnection, campaign: Campaign) -> dict[str, BreakerState]:
+        """The campaign's dependencies whose breakers hold it (open or half-open), read
+        share-locked; UNAVAILABLE when the breaker states known here are stale (fail safe)."""
         if self._mirror.is_stale(self._stale_after_s):
             raise Unavailable(
                 f"breaker states are stale: breaker_svc not heard from within {self._stale_after_s:g}s; retry later"
             )
         states = await self._mirror.locked_states(connection, campaign.dependencies)
-        return [d for d, view in states.items() if view.state.blocks_calls]
+        return domain.holding({d: view.state for d, view in states.items()})
 
     async def _existing(self, connection: AsyncConnection, campaign_id: str) -> Campaign:
         campaign = await self._store.get(connection, campaign_id)

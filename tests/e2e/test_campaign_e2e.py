@@ -159,6 +159,7 @@ async def test_500_starts_racing_breaker_flips_leave_no_running_campaign_with_an
         await asyncio.gather(flip(), *(start(r.campaign.id) for r in created))
         elapsed_s = time.monotonic() - started_at
         assert len(outcomes) == 500
+        assert {"started", "refused"} <= set(outcomes)  # else no start raced a flip
         await eventually(lambda: settled(campaigns, breakers, breaker_pb2.BREAKER_STATE_FORCED_OPEN), timeout_s=15)
         everything = await all_campaigns(campaigns)
         assert [c.id for c in everything if c.status == pb.CAMPAIGN_STATUS_RUNNING] == []

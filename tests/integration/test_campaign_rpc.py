@@ -139,7 +139,9 @@ async def test_start_is_refused_naming_the_open_breakers(database_url: str) -> N
         created = await h.create("perplexity", "openai", "apollo")
         error = await rpc_error(h.stub.StartCampaign(pb.StartCampaignRequest(id=created.id)))
         assert error.code() == PRECONDITION
-        assert error.details() == "dependencies with open breakers: openai, perplexity"
+        assert error.details() == (
+            "dependencies with open breakers: openai, perplexity; dependencies with half-open breakers (on trial): apollo"
+        )
         assert (await h.get(created.id)).status == S.CAMPAIGN_STATUS_CREATED
 
 
@@ -220,6 +222,10 @@ async def test_pause_and_resume_refuse_what_they_cannot_do(database_url: str) ->
         await h.set_breaker("perplexity", BreakerState.OPEN)
         error = await rpc_error(h.stub.ResumeCampaign(pb.ResumeCampaignRequest(id=running.id)))
         assert error.code() == PRECONDITION and error.details() == "dependencies with open breakers: perplexity"
+        await h.set_breaker("perplexity", BreakerState.HALF_OPEN)
+        error = await rpc_error(h.stub.ResumeCampaign(pb.ResumeCampaignRequest(id=running.id)))
+        assert error.code() == PRECONDITION
+        assert error.details() == "dependencies with half-open breakers (on trial): perplexity"
         # The breaker closing removes its own hold only: the campaign stays paused by hand.
         await h.set_breaker("perplexity", BreakerState.CLOSED)
         still = await h.get(running.id)

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from campaign_svc import domain
-from campaign_svc.domain import TRANSITIONS, Campaign, CampaignStatus, Hold, HoldKind
+from campaign_svc.domain import BREAKER_HOLDS, TRANSITIONS, Campaign, CampaignStatus, Hold, HoldKind
+from services.breaker_state import BreakerState
 from services.errors import FailedPrecondition
 
 S = CampaignStatus
@@ -24,6 +25,9 @@ ALLOWED = {
     (S.PAUSED, S.FAILED),
 }
 PAIRS = [(a, b) for a in S for b in S]
+B = BreakerState
+# The breaker states in which a campaign may run: closed ones only, never a trial.
+RUNS_WHEN = {B.CLOSED, B.FORCED_CLOSED}
 
 
 def campaign(status: CampaignStatus = S.CREATED, holds: tuple[Hold, ...] = (), deps=("openai", "perplexity")) -> Campaign:
@@ -62,7 +66,7 @@ def test_the_table_covers_every_status_and_final_statuses_lead_nowhere() -> None
 
 def test_completed_cannot_run_again_and_says_so() -> None:
     with pytest.raises(FailedPrecondition, match="cannot go from completed to running"):
-        domain.start(campaign(S.COMPLETED), [], LATER)
+        domain.start(campaign(S.COMPLETED), {}, LATER)
 
 
 @given(st.sampled_from(list(S)), st.lists(st.sampled_from([manual(), breaker("openai"), breaker("perplexity")]), max_size=3))
@@ -77,15 +81,15 @@ def test_status_follows_from_holds(status: CampaignStatus, holds: list[Hold]) ->
 @pytest.mark.parametrize("status", [S.RUNNING, S.PAUSED, S.COMPLETED, S.FAILED])
 def test_only_a_created_campaign_starts(status: CampaignStatus) -> None:
     with pytest.raises(FailedPrecondition) as refused:
-        domain.start(campaign(status, (manual(),) if status is S.PAUSED else ()), [], LATER)
+        domain.start(campaign(status, (manual(),) if status is S.PAUSED else ()), {}, LATER)
     expected = "campaign is paused: only a created campaign starts" if status is S.PAUSED else f"cannot go from {status.value} to running"
     assert refused.value.message.startswith(expected)
 
 
 def test_a_start_is_refused_naming_the_open_breakers_and_otherwise_runs() -> None:
     with pytest.raises(FailedPrecondition, match="dependencies with open breakers: openai, perplexity"):
-        domain.start(campaign(), ["perplexity", "openai"], LATER)
-    started = domain.start(campaign(), [], LATER)
+        domain.start(campaign(), {"perplexity": B.OPEN, "openai": B.FORCED_OPEN}, LATER)
+    started = domain.start(campaign(), {}, LATER)
     assert (started.status, started.version, started.started_at, started.updated_at) == (S.RUNNING, 4, LATER, LATER)
 
 
@@ -113,16 +117,16 @@ def test_only_running_or_paused_campaigns_can_be_paused(status: CampaignStatus) 
 def test_resuming_removes_the_manual_hold_but_is_refused_while_a_dependency_is_open() -> None:
     paused = campaign(S.PAUSED, (manual(),))
     with pytest.raises(FailedPrecondition, match="dependencies with open breakers: perplexity"):
-        domain.resume(paused, ["perplexity"], LATER)
-    resumed = domain.resume(paused, [], LATER)
+        domain.resume(paused, {"perplexity": B.OPEN}, LATER)
+    resumed = domain.resume(paused, {}, LATER)
     assert resumed.status is S.RUNNING and resumed.holds == ()
 
 
 def test_resuming_a_campaign_that_was_not_paused_by_hand_is_refused() -> None:
     with pytest.raises(FailedPrecondition, match="not paused by hand"):
-        domain.resume(campaign(S.PAUSED, (breaker("openai"),)), [], LATER)
+        domain.resume(campaign(S.PAUSED, (breaker("openai"),)), {}, LATER)
     with pytest.raises(FailedPrecondition, match="cannot go from running to running"):
-        domain.resume(campaign(S.RUNNING), [], LATER)
+        domain.resume(campaign(S.RUNNING), {}, LATER)
 
 
 def test_a_breaker_hold_pauses_a_running_campaign_and_its_release_runs_it_again() -> None:
@@ -150,3 +154,33 @@ def test_failing_clears_the_holds_and_keeps_the_reason() -> None:
     failed = domain.fail(campaign(S.PAUSED, (manual(), breaker("openai"))), "bad list", LATER)
     assert (failed.status, failed.holds, failed.failed_at) == (S.FAILED, (), LATER)
     assert failed.status_message == "failed: bad list"
+
+
+def test_the_breaker_rule_covers_every_state_and_lets_campaigns_run_only_when_closed() -> None:
+    assert set(BREAKER_HOLDS) == set(B)
+    assert {state for state, holds in BREAKER_HOLDS.items() if not holds} == RUNS_WHEN
+
+
+@pytest.mark.parametrize("state", list(B), ids=[s.value for s in B])
+def test_start_and_resume_are_refused_in_every_state_but_closed_naming_the_dependency(state: BreakerState) -> None:
+    blocking = domain.holding({"perplexity": state, "openai": B.CLOSED})
+    paused = campaign(S.PAUSED, (manual(),))
+    if state in RUNS_WHEN:
+        assert blocking == {}
+        assert domain.start(campaign(), blocking, LATER).status is S.RUNNING
+        assert domain.resume(paused, blocking, LATER).status is S.RUNNING
+        return
+    kind = "half-open breakers (on trial)" if state is B.HALF_OPEN else "open breakers"
+    for refused_call in (lambda: domain.start(campaign(), blocking, LATER), lambda: domain.resume(paused, blocking, LATER)):
+        with pytest.raises(FailedPrecondition) as refused:
+            refused_call()
+        assert refused.value.message == f"dependencies with {kind}: perplexity"
+
+
+def test_a_refusal_names_open_and_half_open_dependencies_apart() -> None:
+    blocking = domain.holding({"perplexity": B.HALF_OPEN, "openai": B.OPEN, "apollo": B.FORCED_OPEN, "instantly": B.CLOSED})
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.start(campaign(), blocking, LATER)
+    assert refused.value.message == (
+        "dependencies with open breakers: apollo, openai; dependencies with half-open breakers (on trial): perplexity"
+    )
