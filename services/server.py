@@ -7,13 +7,15 @@ port (HTTP) and the optional health port stay plaintext: the first carries only 
 second only grpc.health.v1, for the kubelet's gRPC probes, which cannot dial TLS.
 
 Shutdown is a mode (SIGTERM or SIGINT): health goes NOT_SERVING, `shutting_down` is set so
-streaming handlers end their streams cleanly, the server stops taking new calls and waits up to
-`grace_s` for in-flight calls, then the service's own clean-up runs.
+streaming handlers end their streams cleanly, calls that already reached the server are drained
+(see `ServiceHost.stop`), the server stops taking new calls and waits up to `grace_s` for
+in-flight calls, then the service's own clean-up runs.
 """
 
 import asyncio
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +34,26 @@ from services.logging import configure_logging
 
 log = structlog.get_logger()
 
+# A burst of calls is taken up by grpc.aio one call at a time; those the server has received but
+# not yet handed to a handler are cancelled by grpc's shutdown. So `stop` first waits until no
+# call has arrived for this long (at most half the grace period), and only then stops the server.
+DRAIN_QUIET_S = 0.2
+
+
+class _ArrivalClock(grpc.aio.ServerInterceptor):
+    """Notes when the last call was handed to the service (any method, health included)."""
+
+    def __init__(self) -> None:
+        self.last_at = float("-inf")
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        self.last_at = time.monotonic()
+        return await continuation(handler_call_details)
+
 
 class ServiceHost:
     def __init__(self, service_name: str, settings: ServerSettings) -> None:
@@ -42,6 +64,7 @@ class ServiceHost:
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self._stopped = False
+        self._arrivals = _ArrivalClock()
 
     async def start(
         self,
@@ -53,7 +76,7 @@ class ServiceHost:
         services' tables of method -> access class (services.auth)."""
         tokens = Tokens(admin=self.settings.admin_token, service=self.settings.service_token)
         server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(access, tokens)],
+            interceptors=[self._arrivals, ServiceInterceptor(access, tokens)],
             # Without this, a second process could bind the same port silently (SO_REUSEPORT).
             options=[("grpc.so_reuseport", 0)],
         )
@@ -112,9 +135,17 @@ class ServiceHost:
         self._stopped = True
         await self.health.enter_graceful_shutdown()
         self.shutting_down.set()
-        await self._server.stop(self.settings.grace_s)
+        started = time.monotonic()
+        await self._drain_arrivals(started + self.settings.grace_s / 2)
+        await self._server.stop(max(0.0, self.settings.grace_s - (time.monotonic() - started)))
         if self._health_server is not None:
             await self._health_server.stop(0)
+
+    async def _drain_arrivals(self, deadline: float) -> None:
+        """Lets the calls that reached the server before the signal get their handler: returns
+        once none has arrived for DRAIN_QUIET_S (at once on an idle server), or at `deadline`."""
+        while (quiet_s := time.monotonic() - self._arrivals.last_at) < DRAIN_QUIET_S and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_QUIET_S - quiet_s)
 
 
 def _credentials(tls: ServerTLS) -> grpc.ServerCredentials:
