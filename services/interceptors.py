@@ -1,9 +1,9 @@
 """Cross-cutting concerns of every RPC, in one server interceptor.
 
 For each call: bind a request id, check the bearer token its access class needs (services.auth), map errors to status
-codes (a `ServiceError` to its code; storage outages to UNAVAILABLE; anything else to INTERNAL
-with a generic message, so a traceback never reaches the caller), and write one access-log line
-with method, peer, status code and duration.
+codes (a `ServiceError` to its code; storage outages, as `services.outages` tells them, to
+UNAVAILABLE; anything else to INTERNAL with a generic message, so a traceback never reaches the
+caller), and write one access-log line with method, peer, status code and duration.
 """
 
 import asyncio
@@ -14,12 +14,12 @@ from typing import Any
 
 import grpc
 import prometheus_client
-import redis.exceptions
 import sqlalchemy.exc
 import structlog
 
 from services import errors
 from services.auth import Access, Tokens
+from services.outages import is_storage_outage
 
 STATUS_BY_ERROR: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -31,16 +31,6 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-
-# Storage that cannot be reached is the environment's fault, not a bug: UNAVAILABLE, retryable.
-STORAGE_OUTAGES: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    TimeoutError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-)
 
 # Probes and tooling are called often; their access lines go to debug.
 QUIET_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -61,7 +51,7 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
         for error_type in type(error).__mro__:
             if error_type in STATUS_BY_ERROR:
                 return STATUS_BY_ERROR[error_type], error.message
-    if isinstance(error, STORAGE_OUTAGES):
+    if is_storage_outage(error):
         return grpc.StatusCode.UNAVAILABLE, "storage is unavailable, retry later"
     if isinstance(error, sqlalchemy.exc.DataError):
         # The database refused a value (an encoding, a range) that validation let through: the

@@ -45,3 +45,16 @@ async def throwaway_redis_prefix(redis_url: str, label: str) -> AsyncIterator[st
                 await client.delete(*keys)
         finally:
             await client.aclose()
+
+
+async def cut_connections(database_url: str) -> int:
+    """Ends every server connection to the database of `database_url` (a throw-away one: this
+    never touches another database), as a PostgreSQL restart or failover would; returns how many."""
+    name = database_url.rsplit("/", 1)[1]
+    assert name.startswith("test_"), f"refusing to cut connections to {name!r}: not a throw-away database"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        query = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
+        return await admin.fetchval(query, name)
+    finally:
+        await admin.close()

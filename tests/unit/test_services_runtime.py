@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+import asyncpg
 import grpc
 import pytest
 import redis.exceptions
@@ -157,6 +158,29 @@ class TestErrorMapping:
         assert status_for(redis.exceptions.ConnectionError("refused"))[0] is grpc.StatusCode.UNAVAILABLE
         outage = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
         assert status_for(outage)[0] is grpc.StatusCode.UNAVAILABLE
+
+    @pytest.mark.parametrize(
+        "driver_error",
+        [
+            asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
+            asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+            asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+            asyncpg.exceptions.InterfaceError("connection is closed"),
+        ],
+        ids=lambda error: type(error).__name__,
+    )
+    def test_a_lost_database_connection_is_unavailable_however_sqlalchemy_wraps_it(self, driver_error) -> None:
+        # SQLAlchemy's asyncpg dialect wraps these as InternalError or a bare DBAPIError.
+        for wrapper in (sqlalchemy.exc.InternalError, sqlalchemy.exc.DBAPIError):
+            try:
+                try:
+                    raise driver_error
+                except Exception as cause:
+                    raise wrapper("SELECT 1", {}, Exception(str(cause))) from cause
+            except sqlalchemy.exc.DBAPIError as wrapped:
+                assert status_for(wrapped) == (grpc.StatusCode.UNAVAILABLE, "storage is unavailable, retry later")
+        invalidated = sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
+        assert status_for(invalidated)[0] is grpc.StatusCode.UNAVAILABLE
 
     def test_a_value_the_database_refuses_is_invalid_argument(self) -> None:
         refused = sqlalchemy.exc.DataError("INSERT", {}, Exception("invalid byte sequence"))
