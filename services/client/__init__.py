@@ -1,4 +1,33 @@
-"""What callers import: typed clients for the three services, the breaker guard and the worker.
+"""What callers import: typed clients for the services, the breaker guard and the worker.
 
 Depends on grpcio, protobuf and the generated code only.
 """
+
+from services.client.breaker_service import BreakerServiceClient
+from services.client.breakers import (
+    BreakerClient,
+    BreakerOpen,
+    BreakerUnavailable,
+    OutcomePolicy,
+    SyncBreakerClient,
+    failed_dependency,
+)
+from services.client.calls import Caller, ServiceClient
+from services.client.campaigns import CampaignClient
+from services.client.channel import ClientTLS
+from services.client.sync import SyncFacade
+
+__all__ = [
+    "BreakerClient",
+    "BreakerOpen",
+    "BreakerServiceClient",
+    "BreakerUnavailable",
+    "Caller",
+    "CampaignClient",
+    "ClientTLS",
+    "OutcomePolicy",
+    "ServiceClient",
+    "SyncBreakerClient",
+    "SyncFacade",
+    "failed_dependency",
+]

@@ -1,7 +1,8 @@
 """The plumbing every typed client shares: one unary call with a deadline, a request id, the
 optional bearer token, and retries with backoff on UNAVAILABLE for calls that are safe to repeat.
 
-`Caller` is handed the stub method and the request:
+`Caller` is handed the stub method and the request (`ServiceClient` below is the base of the
+typed clients: a channel, a stub and a Caller):
 
     caller = Caller(token="...", timeout_s=5.0)
     response = await caller(stub.GetBreaker, request, idempotent=True)
@@ -19,12 +20,12 @@ optional bearer token, and retries with backoff on UNAVAILABLE for calls that ar
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
 from services.backoff import Backoff
-from services.client.channel import bearer_metadata
+from services.client.channel import _FROM_ENV, ClientTLS, bearer_metadata, open_channel
 
 Response = TypeVar("Response")
 
@@ -85,3 +86,47 @@ class Caller:
                     raise
             await backoff.wait()
             attempt += 1
+
+
+Stub = TypeVar("Stub")
+
+
+class ServiceClient(Generic[Stub]):
+    """A typed client's plumbing: its own channel to `target` (TLS per `channel.py`), or a
+    channel shared with another client (`on_channel`, not closed by this one), the stub, and the
+    `Caller` (token, deadline, retries). Use it as an async context manager, or `close()` it."""
+
+    stub_class: type[Stub]
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: ClientTLS | None | object = _FROM_ENV,
+        timeout_s: float = 10.0,
+        attempts: int = 5,
+    ) -> None:
+        self._setup(open_channel(target, tls=tls), Caller(token=token, timeout_s=timeout_s, attempts=attempts), owns=True)
+
+    @classmethod
+    def on_channel(cls, channel: grpc.aio.Channel, caller: Caller) -> "ServiceClient[Stub]":
+        client = cls.__new__(cls)
+        client._setup(channel, caller, owns=False)
+        return client
+
+    def _setup(self, channel: grpc.aio.Channel, caller: Caller, owns: bool) -> None:
+        self.channel = channel
+        self.stub: Stub = self.stub_class(channel)  # type: ignore[call-arg]
+        self.call = caller
+        self._owns_channel = owns
+
+    async def close(self) -> None:
+        if self._owns_channel:
+            await self.channel.close()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

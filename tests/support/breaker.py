@@ -45,10 +45,10 @@ def make_store(kind: str, redis_url: str, prefix: str, retention: int = 10_000) 
 
 @asynccontextmanager
 async def running_app(
-    store: BreakerStore, admin_token: str | None = None, **overrides: Any
+    store: BreakerStore, admin_token: str | None = None, port: int = 0, **overrides: Any
 ) -> AsyncIterator[tuple[BreakerApp, breaker_pb2_grpc.BreakerServiceStub]]:
-    """The whole service in-process on a free port, and a stub on a real channel to it."""
-    server_settings = ServerSettings("127.0.0.1", 0, 1.0, admin_token, None, "info")
+    """The whole service in-process on a free port (or `port`), and a stub on a real channel to it."""
+    server_settings = ServerSettings("127.0.0.1", port, 1.0, admin_token, None, "info")
     app = BreakerApp(settings(**overrides), server_settings, store=store)
     port = await app.start()
     try:
