@@ -1,28 +1,34 @@
 """job_svc on a fresh PostgreSQL database: 20,000 pending jobs of one dependency, then the time
 the breaker mirror takes to apply OPEN (hold + pause), HALF_OPEN (release the trial permits)
-and CLOSED (resume), with the SQL statements each ran; then ClaimJobs throughput with two
-workers claiming concurrently over real gRPC, under three states of the planner's statistics:
-none yet (a fresh bulk load; autovacuum is off on the bench machine), after ANALYZE alone
-(the 20,000 deleted breaker holds not vacuumed yet), and after VACUUM ANALYZE.
+and CLOSED (resume), with the SQL statements each ran; then the pause (the mirror applying
+OPEN, its whole transaction) and the resume (CLOSED) side by side with a bare UPDATE of the
+same rows (status only, in its own transaction), interleaved rounds, every one on freshly
+vacuumed tables, as ratios; then ClaimJobs throughput with two workers claiming concurrently
+over real gRPC, under three states of the planner's statistics: none yet (a fresh bulk load;
+autovacuum is off on the bench machine), after ANALYZE alone (the 20,000 deleted breaker
+holds not vacuumed yet), and after VACUUM ANALYZE.
 
-    .venv/bin/python -m bench.job_pause     # about 20 s; PostgreSQL at 127.0.0.1:5432
+    .venv/bin/python -m bench.job_pause     # about 30 s; PostgreSQL at 127.0.0.1:5432
 """
 
 import asyncio
 import re
+import statistics
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from job.v1 import job_pb2, job_pb2_grpc
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, update
 
 from bench.common import SERVER, p50_p99_ms, print_table, quiet_logs
 from tests.support.databases import fresh_postgres_database
 from job_svc.app import JobApp
 from job_svc.domain import JobStatus, RetryPolicy
+from job_svc.holds import jobs_of_dependency
 from job_svc.settings import JobSettings
 from job_svc.tables import job_dependencies, jobs
 from services.watch import BreakerState, Transition
@@ -34,6 +40,7 @@ WORKERS = 2
 CLAIM_BATCH = 10
 CLAIM_FOR_S = 3.0  # per statistics state; a claim under way then still finishes...
 CLAIM_TIMEOUT_S = 5.0  # ...or hits this deadline, and its worker stops
+RATIO_ROUNDS = 5
 STATISTICS = [("none (as loaded)", None), ("ANALYZE, not vacuumed", "ANALYZE"), ("VACUUM ANALYZE", "VACUUM ANALYZE")]
 
 
@@ -81,6 +88,59 @@ async def apply(app: JobApp, statements: list[str], revision: int, old: BreakerS
     elapsed_ms = (time.perf_counter() - started) * 1000
     ran = ", ".join(statements)
     return [f"{old.value} -> {new.value}", elapsed_ms, len(statements), counts_text(await counts(app))], ran
+
+
+async def vacuum(app: JobApp) -> None:
+    """Every timed change starts from the same tables: no dead rows left by the one before."""
+    async with app.engine.connect() as connection:
+        await (await connection.execution_options(isolation_level="AUTOCOMMIT")).exec_driver_sql("VACUUM jobs, job_holds")
+
+
+async def timed(app: JobApp, change: Callable[[], Awaitable[object]]) -> float:
+    await vacuum(app)
+    started = time.perf_counter()
+    await change()
+    return time.perf_counter() - started
+
+
+async def bare_update(app: JobApp, before: JobStatus, after: JobStatus) -> None:
+    """What the pause is measured against: the same rows' status changed, nothing else."""
+    async with app.engine.begin() as connection:
+        statement = update(jobs).where(jobs.c.status == before, jobs_of_dependency(DEPENDENCY))
+        await connection.execute(statement.values(status=after, updated_at=app.jobs.clock()))
+
+
+async def against_bare_update(app: JobApp, revision: int) -> tuple[list[list[object]], int]:
+    """RATIO_ROUNDS rounds, alternating which goes first: the mirror applying OPEN then CLOSED,
+    and bare UPDATEs pending -> paused -> pending of the same rows. The table rows and the
+    next free revision."""
+    seconds: dict[str, list[float]] = {name: [] for name in ("pause", "bare pause", "resume", "bare resume")}
+
+    async def mirror() -> None:
+        nonlocal revision
+        opening = Transition(revision, DEPENDENCY, BreakerState.CLOSED, BreakerState.OPEN, PERMITS, "bench")
+        closing = Transition(revision + 1, DEPENDENCY, BreakerState.OPEN, BreakerState.CLOSED, PERMITS, "bench")
+        revision += 2
+        seconds["pause"].append(await timed(app, lambda: app.mirror.apply_transition(opening)))
+        seconds["resume"].append(await timed(app, lambda: app.mirror.apply_transition(closing)))
+
+    async def bare() -> None:
+        seconds["bare pause"].append(await timed(app, lambda: bare_update(app, JobStatus.PENDING, JobStatus.PAUSED)))
+        seconds["bare resume"].append(await timed(app, lambda: bare_update(app, JobStatus.PAUSED, JobStatus.PENDING)))
+
+    for round_ in range(RATIO_ROUNDS):
+        for run in (mirror, bare) if round_ % 2 == 0 else (bare, mirror):
+            await run()
+            assert await counts(app) == {JobStatus.PENDING.value: JOBS}, "a round did not end with every job pending"
+    rows = []
+    for change in ("pause", "resume"):
+        ours, theirs = seconds[change], seconds[f"bare {change}"]
+        ratios = [a / b for a, b in zip(ours, theirs)]
+        rows.append([
+            change, statistics.median(ours) * 1000, statistics.median(theirs) * 1000,
+            f"{statistics.median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f})",
+        ])
+    return rows, revision
 
 
 def counts_text(by_status: dict[str, int]) -> str:
@@ -141,6 +201,10 @@ async def main() -> None:
             print_table(["transition applied", "ms", "statements", f"jobs of {DEPENDENCY} after"], [row for row, _ in phases])
             for row, ran in phases:
                 print(f"  {row[0]}: {ran}")
+
+            ratio_rows, _ = await against_bare_update(app, revision=4)
+            print(f"\n{JOBS:,} jobs paused and resumed by the mirror vs a bare UPDATE of the same rows, {RATIO_ROUNDS} interleaved rounds")
+            print_table(["change", "mirror ms (median)", "bare UPDATE ms (median)", "ratio, median (min..max)"], ratio_rows)
 
             rows, claimed = [], []
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
