@@ -133,7 +133,24 @@ class HoldStatements:
 
     async def hold_dependency(self, dependency: str, revision: int, reason: str, now: datetime) -> int:
         """A breaker hold on every queued job of `dependency`, and every pending one of them
-        paused: two set-based statements, whatever the number of jobs. Returns jobs paused."""
+        paused: two set-based statements, whatever the number of jobs. Returns jobs paused.
+
+        A breaker opening on a large backlog runs this on every job of a provider, so it is
+        written for speed (bench/job_pause.py measures it against a bare UPDATE of the same
+        rows). Pause first, hold second:
+        - the UPDATE needs no "has a hold" semi-join: every queued job of the dependency gets
+          the hold in the next statement, and no job of it can come into the queue in between,
+          since every statement that makes a job pending share-locks its breaker states first
+          and this runs in the mirror's transaction, which has just written this state;
+        - the holds are inserted in job id order, so the index entries of one dependency's
+          holds go in sorted instead of at random places in the indexes."""
+        paused = (
+            await self.connection.execute(
+                update(jobs)
+                .where(jobs.c.status == JobStatus.PENDING, jobs_of_dependency(dependency))
+                .values(status=JobStatus.PAUSED, updated_at=now)
+            )
+        ).rowcount
         source = (
             select(
                 jobs.c.id, literal(HoldKind.BREAKER, HOLD_KIND), literal(dependency, String), literal(revision, BigInteger),
@@ -141,9 +158,10 @@ class HoldStatements:
             )
             .select_from(jobs.join(job_dependencies, job_dependencies.c.job_id == jobs.c.id))
             .where(job_dependencies.c.dependency == dependency, jobs.c.status.in_(QUEUED_STATUSES))
+            .order_by(jobs.c.id)
         )
         await self._insert_holds(source)
-        return await self._pause_held(jobs_of_dependency(dependency), now)
+        return paused
 
     async def release_oldest(self, dependency: str, count: int, now: datetime) -> int:
         """Lets the oldest `count` paused jobs of `dependency` into its trial, in one statement,
