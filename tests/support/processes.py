@@ -11,6 +11,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.client.channel import ClientTLS, open_sync_channel
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -32,16 +34,22 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 30.0) -> "ServiceProcess":
+        self.launch()
+        self.wait_serving(timeout_s)
+        return self
+
+    def launch(self) -> "ServiceProcess":
+        """Starts the process without waiting for it to serve (to start several at once)."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module], cwd=REPO, env=self._env, stdout=log, stderr=subprocess.STDOUT
         )
-        self.wait_serving(timeout_s)
         return self
 
     def wait_serving(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.address) as channel:
+        # Dials as the process's own clients do: TLS when its environment says so.
+        with open_sync_channel(self.address, tls=ClientTLS.from_env(self._env)) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.poll() is not None:
