@@ -146,7 +146,7 @@ class BreakerUseCases:
             for success in (True, False):
                 count = sum(1 for o in run[before:counted] if o.success is success)
                 if count:
-                    metrics.observe_calls(dependency, success, count)
+                    metrics.observe_calls(dependency, mutation.breaker.state, success, count)
         return mutations
 
     def _recording(self, run: list[Outcome]) -> BatchFn:

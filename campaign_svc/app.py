@@ -35,6 +35,7 @@ class CampaignApp:
             breaker_watch_cursor,
             BreakerReconciler(self.store).on_state_change,
             settings.breaker_target,
+            auto_pause=settings.auto_pause,
         )
         self.job_client = JobServiceClient(settings.job_target, settings.job_call_timeout_s, settings.server.service_token)
         self.forwarder = JobCommandForwarder(

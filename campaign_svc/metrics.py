@@ -1,5 +1,11 @@
 """Prometheus metrics of campaign_svc, refreshed from the database (the source of truth that
-several replicas share) rather than counted in one process."""
+several replicas share) rather than counted in one process.
+
+- campaign_campaigns{status}: campaigns per status.
+- campaign_held{hold}: campaigns held paused, by kind of hold (one held both ways counts under
+  both).
+- campaign_job_command_outbox_backlog: pause/resume commands for job_svc not delivered yet.
+"""
 
 import asyncio
 
@@ -13,13 +19,11 @@ from campaign_svc.store import CampaignStore
 log = structlog.get_logger()
 
 CAMPAIGNS = prometheus_client.Gauge("campaign_campaigns", "Campaigns per status.", ["status"])
-PAUSED_CAMPAIGNS = prometheus_client.Gauge(
-    "campaign_paused_campaigns",
-    "Campaigns held paused, by kind of hold (one held both ways counts under both).",
-    ["hold_kind"],
+HELD = prometheus_client.Gauge(
+    "campaign_held", "Campaigns held paused, by kind of hold (one held both ways counts under both).", ["hold"]
 )
-JOB_COMMANDS_PENDING = prometheus_client.Gauge(
-    "campaign_job_commands_pending", "Pause/resume calls to JobService not yet delivered."
+JOB_COMMAND_OUTBOX_BACKLOG = prometheus_client.Gauge(
+    "campaign_job_command_outbox_backlog", "Pause/resume commands for job_svc not delivered yet."
 )
 
 
@@ -31,8 +35,8 @@ async def refresh(engine: AsyncEngine, store: CampaignStore) -> None:
     for status in CampaignStatus:
         CAMPAIGNS.labels(status.value).set(by_status.get(status, 0))
     for kind in HoldKind:
-        PAUSED_CAMPAIGNS.labels(kind.value).set(held.get(kind, 0))
-    JOB_COMMANDS_PENDING.set(pending)
+        HELD.labels(kind.value).set(held.get(kind, 0))
+    JOB_COMMAND_OUTBOX_BACKLOG.set(pending)
 
 
 async def run_refresher(engine: AsyncEngine, store: CampaignStore, interval_s: float) -> None:

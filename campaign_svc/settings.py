@@ -3,7 +3,8 @@
 Storage:  CAMPAIGN_DATABASE_URL (postgresql://... or sqlite:///path; default sqlite:///var/campaign.db).
 Breakers: BREAKER_TARGET (breaker_svc address, default 127.0.0.1:50051),
           CAMPAIGN_BREAKER_STALE_AFTER_S (breaker stream silence after which starts and resumes
-          are refused with UNAVAILABLE, default 30).
+          are refused with UNAVAILABLE, default 30), CAMPAIGN_AUTO_PAUSE (on; off only observes
+          breaker changes: services/observer.py).
 Jobs:     JOB_TARGET (job_svc address, default 127.0.0.1:50053), CAMPAIGN_JOB_CALL_TIMEOUT_S
           (deadline of each PauseJobs/ResumeJobs call, default 5), CAMPAIGN_OUTBOX_BACKOFF_MAX_S
           (cap of the retry backoff while job_svc refuses, default 10).
@@ -15,7 +16,7 @@ ADMIN_TOKEN, SERVICE_TOKEN (also sent to job_svc), TLS_*, SHUTDOWN_GRACE_S, LOG_
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.config import ServerSettings, env_float, env_str
+from services.config import ServerSettings, env_bool, env_float, env_str
 
 DEFAULT_PORT = 50052
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -31,6 +32,7 @@ class CampaignSettings:
     job_call_timeout_s: float
     outbox_backoff_max_s: float
     metrics_refresh_s: float
+    auto_pause: bool = True
 
     @classmethod
     def from_env(cls) -> "CampaignSettings":
@@ -43,4 +45,5 @@ class CampaignSettings:
             job_call_timeout_s=env_float("CAMPAIGN_JOB_CALL_TIMEOUT_S", 5.0, minimum=0.1),
             outbox_backoff_max_s=env_float("CAMPAIGN_OUTBOX_BACKOFF_MAX_S", 10.0, minimum=0.1),
             metrics_refresh_s=env_float("CAMPAIGN_METRICS_REFRESH_S", 5.0, minimum=0.1),
+            auto_pause=env_bool("CAMPAIGN_AUTO_PAUSE", True),
         )

@@ -17,7 +17,6 @@ import structlog
 from job.v1 import job_pb2_grpc
 
 from job_svc import metrics
-from job_svc.domain import JobStatus
 from job_svc.forwarder import OutcomeForwarder
 from job_svc.servicer import ACCESS, SERVICE_NAME, JobServicer
 from job_svc.settings import JobSettings
@@ -40,7 +39,8 @@ class JobApp:
         self.settings = settings
         self.engine = create_engine(settings.database_url)
         self.mirror = BreakerMirror(
-            self.engine, breaker_states, breaker_watch_cursor, self._on_state_change, settings.breaker_target
+            self.engine, breaker_states, breaker_watch_cursor, self._on_state_change, settings.breaker_target,
+            auto_pause=settings.auto_pause,
         )
         self.store = JobStore(self.engine, self.mirror)
         self.forwarder = OutcomeForwarder(
@@ -114,13 +114,14 @@ class JobApp:
 
     async def _on_freshness(self, stale: bool) -> None:
         """The queue keeps working on the last known states; `job.v1.JobService`'s health, the
-        gauge and GetQueueStatus say whether those states are stale (the overall health "",
+        breaker_subscriber_stale gauge and GetQueueStatus say whether those states are stale (the overall health "",
         which probes use, stays SERVING)."""
-        metrics.BREAKER_STALE.set(1 if stale else 0)
         await self.host.set_serving(SERVICE_NAME, not stale)
 
     async def _refresh_gauges(self) -> None:
+        now = self.jobs.clock()
         async with self.store.transaction() as tx:
             counts = await tx.counts_by_status()
-        for status in JobStatus:
-            metrics.JOBS.labels(status.value).set(counts.get(status, 0))
+            due = await tx.due_by_dependency(now)
+            backlog = await tx.outbox_backlog()
+        metrics.observe_database(counts, due, backlog, now)

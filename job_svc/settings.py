@@ -2,7 +2,8 @@
 
 Storage:  JOB_DATABASE_URL (postgresql://... or sqlite:///path; default sqlite:///var/job.db).
 Breakers: BREAKER_TARGET (breaker_svc address, default 127.0.0.1:50051),
-          JOB_BREAKER_STALE_AFTER_S (breaker stream silence reported as stale, default 30).
+          JOB_BREAKER_STALE_AFTER_S (breaker stream silence reported as stale, default 30),
+          JOB_AUTO_PAUSE (on; off only observes breaker changes: services/observer.py).
 Queue:    JOB_RETRY_BASE_S / JOB_RETRY_MAX_S (retry backoff: base * 2^(attempt-1), capped;
           defaults 1 and 300), JOB_MAX_PAYLOAD_BYTES (payload cap as JSON, default 65536),
           JOB_SWEEP_INTERVAL_S (how often expired leases are returned to the queue, default 1).
@@ -15,7 +16,7 @@ SERVICE_TOKEN (also sent to breaker_svc), TLS_*, SHUTDOWN_GRACE_S, LOG_LEVEL (se
 from dataclasses import dataclass
 
 from job_svc.domain import RetryPolicy
-from services.config import ServerSettings, env_float, env_int, env_str
+from services.config import ServerSettings, env_bool, env_float, env_int, env_str
 
 DEFAULT_PORT = 50053
 
@@ -31,6 +32,7 @@ class JobSettings:
     sweep_interval_s: float
     outbox_batch: int
     outbox_retry_max_s: float
+    auto_pause: bool = True
 
     @classmethod
     def from_env(cls) -> "JobSettings":
@@ -47,4 +49,5 @@ class JobSettings:
             sweep_interval_s=env_float("JOB_SWEEP_INTERVAL_S", 1.0, minimum=0.05, maximum=3600.0),
             outbox_batch=env_int("JOB_OUTBOX_BATCH", 200, minimum=1, maximum=10_000),
             outbox_retry_max_s=env_float("JOB_OUTBOX_RETRY_MAX_S", 10.0, minimum=0.1, maximum=3600.0),
+            auto_pause=env_bool("JOB_AUTO_PAUSE", True),
         )

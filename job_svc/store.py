@@ -295,3 +295,18 @@ class JobTx(HoldStatements):
         for dependency, status, count in await self.connection.execute(query):
             counts.setdefault(dependency, {})[status] = count
         return counts
+
+    async def due_by_dependency(self, now: datetime) -> dict[str, tuple[int, datetime]]:
+        """Per dependency, the pending jobs a worker could claim now and the earliest time one of
+        them became due (so the oldest one's wait)."""
+        query = (
+            select(job_dependencies.c.dependency, func.count(), func.min(jobs.c.run_after))
+            .select_from(job_dependencies.join(jobs, jobs.c.id == job_dependencies.c.job_id))
+            .where(jobs.c.status == JobStatus.PENDING, jobs.c.run_after <= now)
+            .group_by(job_dependencies.c.dependency)
+        )
+        return {dependency: (count, due_since) for dependency, count, due_since in await self.connection.execute(query)}
+
+    async def outbox_backlog(self) -> int:
+        """Call outcomes written but not yet forwarded to breaker_svc."""
+        return await self.connection.scalar(select(func.count()).select_from(breaker_outbox))

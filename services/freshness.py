@@ -5,6 +5,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from services.subscriber_metrics import STALE
 from services.watch import BreakerWatcher
 
 log = structlog.get_logger()
@@ -16,7 +17,7 @@ async def report_freshness(
     stale_after_s: float,
     interval_s: float = 1.0,
 ) -> None:
-    """Calls `on_change(stale)` at once and whenever the breaker stream has been silent for
+    """Sets the `breaker_subscriber_stale` gauge and calls `on_change(stale)` at once and whenever the breaker stream has been silent for
     longer than `stale_after_s` (stale) or is heard again (fresh); runs for ever."""
     stale: bool | None = None
     while True:
@@ -24,6 +25,7 @@ async def report_freshness(
         if now_stale != stale:
             event = "breaker_state_stale" if now_stale else "breaker_state_fresh"
             (log.warning if now_stale else log.info)(event, seconds_since_contact=watcher.seconds_since_contact())
+            STALE.set(1 if now_stale else 0)
             await on_change(now_stale)
             stale = now_stale
         await asyncio.sleep(interval_s)

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
-import prometheus_client
 import sqlalchemy.exc
 import structlog
 
 from services import errors
 from services.auth import Access, Tokens
 from services.outages import is_storage_outage
+from services.grpc_metrics import RpcMetrics, rpc_type
 
 STATUS_BY_ERROR: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -34,13 +34,6 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], grpc.StatusCode] = {
 
 # Probes and tooling are called often; their access lines go to debug.
 QUIET_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-RPC_HANDLED = prometheus_client.Counter(
-    "grpc_server_handled_total", "RPCs completed, by method and status code.", ["grpc_method", "grpc_code"]
-)
-RPC_SECONDS = prometheus_client.Histogram(
-    "grpc_server_handling_seconds", "Time to complete an RPC, by method.", ["grpc_method"]
-)
 
 log = structlog.get_logger()
 
@@ -64,6 +57,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, access: Mapping[str, Access], tokens: Tokens) -> None:
         self._access = access
         self._tokens = tokens
+        self._metrics: dict[str, RpcMetrics] = {}
 
     async def intercept_service(
         self,
@@ -74,8 +68,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        if method not in self._metrics:
+            self._metrics[method] = RpcMetrics(method, rpc_type(handler.request_streaming, handler.response_streaming))
         # Methods outside the services' tables (health, reflection) are open.
-        call = _Call(method, self._access.get(method, Access.OPEN), self._tokens)
+        call = _Call(method, self._access.get(method, Access.OPEN), self._tokens, self._metrics[method])
         kinds = {
             "unary_unary": grpc.unary_unary_rpc_method_handler,
             "unary_stream": grpc.unary_stream_rpc_method_handler,
@@ -102,16 +98,17 @@ class _Call:
     is why the peer is taken at the start and the code of a cancelled call is not asked for.
     """
 
-    def __init__(self, method: str, access: Access, tokens: Tokens) -> None:
+    def __init__(self, method: str, access: Access, tokens: Tokens, metrics: RpcMetrics) -> None:
         self.method = method
         self.access = access
         self.tokens = tokens
+        self.metrics = metrics
         self.peer = ""
         self.started = 0.0
 
     def wrap_unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def unary(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-            self._begin(context)
+            request_or_iterator = self._begin(request_or_iterator, context)
             try:
                 self._check_token(context)
                 response = await behaviour(request_or_iterator, context)
@@ -120,6 +117,7 @@ class _Call:
                 raise
             except BaseException as error:  # noqa: BLE001 - every error is mapped or re-raised
                 await self._fail(context, error)
+            self.metrics.sent.inc()
             self._end(_code_name(context))
             return response
 
@@ -127,10 +125,11 @@ class _Call:
 
     def wrap_streaming(self, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            self._begin(context)
+            request_or_iterator = self._begin(request_or_iterator, context)
             try:
                 self._check_token(context)
                 async for response in behaviour(request_or_iterator, context):
+                    self.metrics.sent.inc()
                     yield response
             except (asyncio.CancelledError, GeneratorExit):
                 self._end("CANCELLED")
@@ -141,13 +140,16 @@ class _Call:
 
         return streaming
 
-    def _begin(self, context: grpc.aio.ServicerContext) -> None:
+    def _begin(self, request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+        """Binds the call's log context and counts the call; returns its request (a request
+        stream counted as it is read)."""
         metadata = dict(context.invocation_metadata() or ())
         structlog.contextvars.bind_contextvars(
             request_id=metadata.get("x-request-id") or uuid.uuid4().hex[:16], method=self.method
         )
         self.peer = context.peer()
         self.started = time.perf_counter()
+        return self.metrics.started(request_or_iterator)
 
     def _check_token(self, context: grpc.aio.ServicerContext) -> None:
         metadata = dict(context.invocation_metadata() or ())
@@ -166,8 +168,7 @@ class _Call:
 
     def _end(self, code_name: str) -> None:
         duration_s = time.perf_counter() - self.started
-        RPC_HANDLED.labels(self.method, code_name).inc()
-        RPC_SECONDS.labels(self.method).observe(duration_s)
+        self.metrics.handled(code_name, duration_s)
         level = "debug" if self.method.startswith(QUIET_SERVICES) else "info"
         getattr(log, level)("rpc", peer=self.peer, code=code_name, duration_ms=round(duration_s * 1000, 2))
         structlog.contextvars.unbind_contextvars("request_id", "method")

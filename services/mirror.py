@@ -36,6 +36,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services import subscriber_metrics
+from services.observer import BreakerObserver
+from services.subscriber_metrics import RevisionProgress
 from services.watch import BreakerState, BreakerView, BreakerWatcher, Heartbeat, Position, Snapshot, Transition
 
 log = structlog.get_logger()
@@ -95,14 +98,20 @@ class BreakerMirror:
         on_state_change: StateChangeHandler,
         breaker_target: str,
         retry_s: float = 1.0,
+        auto_pause: bool = True,
     ) -> None:
         self._engine = engine
         self._states = states
         self._cursor = cursor
         self._on_state_change = on_state_change
-        # On every (re)connect the stream resumes from what this database has applied.
-        self.watcher = BreakerWatcher(breaker_target, self.applied_position)
+        # On every (re)connect the stream resumes from what this database has applied (or, only
+        # observing, from what was observed last).
+        self.watcher = BreakerWatcher(breaker_target, self._resume_position)
         self._retry_s = retry_s
+        self.progress = RevisionProgress()
+        self.auto_pause = auto_pause
+        self._observer: BreakerObserver | None = None
+        subscriber_metrics.AUTO_PAUSE.set(1 if auto_pause else 0)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -111,6 +120,15 @@ class BreakerMirror:
         async with self._engine.connect() as connection:
             row = (await connection.execute(self._position_query())).first()
         return Position(None, None) if row is None else Position(row.epoch, row.applied_revision)
+
+    async def _resume_position(self) -> Position:
+        if self.auto_pause:
+            return await self.applied_position()
+        if self._observer is None:
+            async with self._engine.connect() as connection:
+                known = await self.known_states(connection)
+            self._observer = BreakerObserver(known, await self.applied_position())
+        return self._observer.position
 
     async def applied_revision(self) -> int | None:
         """The revision part of `applied_position` (for status reports and tests)."""
@@ -228,6 +246,7 @@ class BreakerMirror:
         # reconciling afterwards sees what those starts wrote.
         await self._upsert(connection, view)
         await self._on_state_change(connection, view, old)
+        subscriber_metrics.STATE_CHANGES.labels(view.dependency, view.state.value).inc()
 
     async def _upsert(self, connection: AsyncConnection, view: BreakerView) -> None:
         values = {
@@ -262,12 +281,17 @@ class BreakerMirror:
             try:
                 async with aclosing(self.watcher.events()) as events:
                     async for event in events:
-                        if isinstance(event, Snapshot):
-                            await self.apply_snapshot(event)
-                        elif isinstance(event, Transition):
-                            await self.apply_transition(event)
-                        elif isinstance(event, Heartbeat):
+                        snapshot = isinstance(event, Snapshot)
+                        self.progress.heard(event.revision, snapshot)
+                        if isinstance(event, Heartbeat):
                             continue
+                        if self._observer is not None:
+                            self._observer.observe(event)
+                        elif snapshot:
+                            await self.apply_snapshot(event)
+                        else:
+                            await self.apply_transition(event)
+                        self.progress.applied_up_to(event.revision, snapshot)
             except asyncio.CancelledError:
                 raise
             except StreamOutOfDate as error:

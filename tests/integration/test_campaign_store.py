@@ -122,5 +122,5 @@ async def test_the_metrics_count_campaigns_per_status_and_paused_campaigns_per_h
         sample = prometheus_client.REGISTRY.get_sample_value
         counts = {s.value: sample("campaign_campaigns", {"status": s.value}) for s in CampaignStatus}
         assert counts == {"created": 1, "running": 0, "paused": 2, "completed": 0, "failed": 0}
-        assert sample("campaign_paused_campaigns", {"hold_kind": "breaker"}) == 1
-        assert sample("campaign_paused_campaigns", {"hold_kind": "manual"}) == 1
+        assert sample("campaign_held", {"hold": "breaker"}) == 1
+        assert sample("campaign_held", {"hold": "manual"}) == 1
