@@ -117,6 +117,7 @@ def _complete(result: dict[str, Samples]) -> bool:
     job, campaign = result["job"], result["campaign"]
     return (
         value(job, "breaker_subscriber_revision_applied") == 1
+        and value(job, "breaker_subscriber_stale") == value(campaign, "breaker_subscriber_stale") == 0
         and value(job, "job_queue_depth", dependency="apollo") == 1
         and value(campaign, "campaign_held", hold="manual") == 1
         and value(campaign, "breaker_subscriber_state_changes_total", dependency="openai", state="open") == 1
