@@ -2,7 +2,10 @@
 
 Starts breaker_svc (in-memory breakers), job_svc and campaign_svc (SQLite files under var/) as
 three processes on their default ports. Ctrl-C or SIGTERM stops all three gracefully; if one
-exits on its own, the others are stopped too.
+exits on its own, the others are stopped too. The services run in their own process group, so a
+terminal's Ctrl-C reaches only this launcher, which sends each exactly one SIGTERM (a second
+signal could land after a service's clean stop, while it exits, and kill it). Exits 0 when all
+three stopped cleanly.
 """
 
 import os
@@ -35,7 +38,7 @@ def stack(environ: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
 def main() -> int:
     (ROOT / "var").mkdir(exist_ok=True)
     processes = [
-        subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env={**defaults, **os.environ})
+        subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env={**defaults, **os.environ}, process_group=0)
         for module, defaults in stack(dict(os.environ))
     ]
     stopping = False
@@ -51,7 +54,8 @@ def main() -> int:
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-    return max(process.wait() for process in processes)
+    # A service killed by a signal has a negative code: any failure makes the launcher fail.
+    return max(abs(process.wait()) for process in processes)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 proto files at hand) and `buf curl`. Also SIGTERM: streams end cleanly and the process exits 0."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -139,3 +141,62 @@ def test_sigterm_ends_watch_streams_cleanly_and_exits_zero(service_process) -> N
         assert all(m.HasField("heartbeat") or m.HasField("transition") for m in remaining)
         assert stream.code() == grpc.StatusCode.OK
     assert "server_stopped" in process.output()
+
+
+def readme_grpcurl_session() -> list[str]:
+    """The README's grpcurl block as commands (continuation lines joined, comments left out)."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Using it with grpcurl", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands, current = [], ""
+    for line in block.splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        current += line.rstrip("\\") if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            commands.append(current)
+            current = ""
+    return commands
+
+
+def test_the_readmes_grpcurl_session_runs_as_written_against_a_fresh_stack_and_ctrl_c_stops_it_with_0(tmp_path: Path) -> None:
+    """`make run`, the README's session in a second terminal, then Ctrl-C: SIGINT to the whole
+    foreground process group, which must end with 0 (not make's 'Error 241': a service killed by
+    a second signal while it exits)."""
+    ports = {"BREAKER_PORT": free_port(), "CAMPAIGN_PORT": free_port(), "JOB_PORT": free_port()}
+    env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_TOKEN", "SERVICE_TOKEN")}
+    env.update({name: str(port) for name, port in ports.items()})
+    env.update({"JOB_DATABASE_URL": f"sqlite:///{tmp_path / 'job.db'}", "CAMPAIGN_DATABASE_URL": f"sqlite:///{tmp_path / 'campaign.db'}"})
+    stack = subprocess.Popen([sys.executable, "-m", "services.stack"], cwd=REPO, env=env, process_group=0,
+                             stdout=(tmp_path / "stack.log").open("w"), stderr=subprocess.STDOUT)
+    try:
+        for module, port_env in (("breaker_svc", "BREAKER_PORT"), ("job_svc", "JOB_PORT"), ("campaign_svc", "CAMPAIGN_PORT")):
+            ServiceProcess(module, ports[port_env], {}, tmp_path).wait_serving(60)
+        _wait_until_fresh(f"127.0.0.1:{ports['CAMPAIGN_PORT']}", "campaign.v1.CampaignService")
+        # As a person types them: a moment apart (job_svc hears of a breaker change in milliseconds).
+        script = "\n".join(f"{command}\nsleep 0.2" for command in readme_grpcurl_session())
+        for default, port_env in (("50051", "BREAKER_PORT"), ("50052", "CAMPAIGN_PORT"), ("50053", "JOB_PORT")):
+            script = script.replace(f"localhost:{default}", f"localhost:{ports[port_env]}")
+        session = subprocess.run(["bash", "-e", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        os.killpg(stack.pid, signal.SIGINT)
+        stopped = stack.wait(30)
+    assert session.returncode == 0, session.stdout + session.stderr
+    assert stopped == 0
+    assert (tmp_path / "stack.log").read_text().count("server_stopped") == 3
+    out = session.stdout
+    assert out.count('"status": "JOB_STATUS_PROCESSING"') == 2  # the first claim, and the claim after the reset
+    assert "{}" in out  # the claim while perplexity's breaker is open
+    assert '"blocked_dependencies": [\n    "perplexity"\n  ]' in out
+    assert '"status": "CAMPAIGN_STATUS_RUNNING"' in out
+    assert '"snapshot"' in out and '"epoch"' in out
+
+
+def _wait_until_fresh(address: str, service: str) -> None:
+    """campaign_svc refuses starts until it has heard from breaker_svc (a second at most)."""
+    deadline = time.monotonic() + 20
+    while True:
+        health = grpcurl("-d", json.dumps({"service": service}), address, "grpc.health.v1.Health/Check")
+        if json.loads(health.stdout or "{}").get("status") == "SERVING":
+            return
+        assert time.monotonic() < deadline, health.stderr
+        time.sleep(0.2)
