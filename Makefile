@@ -18,7 +18,7 @@ node_modules/.installed: package.json
 	touch $@
 
 # Command-line tools that tests drive as users do (command=Debian package), installed when missing.
-SYSTEM_TOOLS := tmux=tmux promtool=prometheus
+SYSTEM_TOOLS := tmux=tmux promtool=prometheus jq=jq
 
 system-tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $${tool%%=*} >/dev/null || missing="$$missing $${tool#*=}"; done; \
