@@ -5,6 +5,7 @@ several replicas share) rather than counted in one process.
 - campaign_held{hold}: campaigns held paused, by kind of hold (one held both ways counts under
   both).
 - campaign_job_command_outbox_backlog: pause/resume commands for job_svc not delivered yet.
+- campaign_job_command_outbox_set_aside: those set aside after bounded retries (never sent).
 """
 
 import asyncio
@@ -26,17 +27,23 @@ JOB_COMMAND_OUTBOX_BACKLOG = prometheus_client.Gauge(
     "campaign_job_command_outbox_backlog", "Pause/resume commands for job_svc not delivered yet."
 )
 
+JOB_COMMAND_OUTBOX_SET_ASIDE = prometheus_client.Gauge(
+    "campaign_job_command_outbox_set_aside", "Pause/resume commands for job_svc set aside after bounded retries (never sent)."
+)
+
 
 async def refresh(engine: AsyncEngine, store: CampaignStore) -> None:
     async with engine.connect() as connection:
         by_status = await store.count_by_status(connection)
         held = await store.count_held(connection)
         pending = await store.pending_job_commands(connection)
+        set_aside = await store.set_aside_job_commands(connection)
     for status in CampaignStatus:
         CAMPAIGNS.labels(status.value).set(by_status.get(status, 0))
     for kind in HoldKind:
         HELD.labels(kind.value).set(held.get(kind, 0))
     JOB_COMMAND_OUTBOX_BACKLOG.set(pending)
+    JOB_COMMAND_OUTBOX_SET_ASIDE.set(set_aside)
 
 
 async def run_refresher(engine: AsyncEngine, store: CampaignStore, interval_s: float) -> None:

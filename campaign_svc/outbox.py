@@ -5,6 +5,11 @@ as the campaign change. The forwarder sends the oldest row, deletes it once job_
 it, and otherwise retries it with capped exponential backoff (both calls are idempotent, so a
 repeat after a crash is harmless). Only one forwarder per database delivers (a PostgreSQL
 advisory lock), so rows keep their order even with several replicas.
+
+No single row stops the outbox: while job_svc cannot be reached the oldest row is retried for as
+long as it takes (every row would fail alike), but a row refused, or failing MAX_ATTEMPTS times
+for a reason of its own, is set aside (`given_up_at`, kept with its error, logged, and counted in
+`campaign_job_commands_set_aside`) and the rows behind it go on.
 """
 
 import asyncio
@@ -24,15 +29,20 @@ from services.client.channel import bearer_metadata, open_channel
 
 log = structlog.get_logger()
 
-# Codes meaning the request itself can never succeed: retrying would block the outbox for ever.
-PERMANENT_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
+# job_svc cannot be reached or will not talk to us: nothing to do with the row itself.
+PEER_DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAUTHENTICATED})
+# The request itself can never succeed: set aside at once.
+PERMANENT_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE})
+# Any other failure: retried this many times, then set aside.
+MAX_ATTEMPTS = 5
 ADVISORY_LOCK_KEY = 0x63616D70  # "camp"
 
 
 class JobCallError(Exception):
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, code: grpc.StatusCode) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.peer_down = code in PEER_DOWN_CODES
+        self.permanent = code in PERMANENT_CODES
 
 
 class JobServiceClient:
@@ -54,7 +64,7 @@ class JobServiceClient:
                 request = job_pb2.ResumeJobsRequest(campaign_id=command.campaign_id)
                 await self._stub.ResumeJobs(request, timeout=self._timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as error:
-            raise JobCallError(f"{error.code().name}: {error.details()}", error.code() not in PERMANENT_CODES) from None
+            raise JobCallError(f"{error.code().name}: {error.details()}", error.code()) from None
 
     async def close(self) -> None:
         await self._channel.close()
@@ -70,8 +80,10 @@ class JobCommandForwarder:
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 10.0,
         idle_poll_s: float = 1.0,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self._engine = engine
+        self._max_attempts = max_attempts
         self._store = store
         self._send = send
         self._backoff_initial_s = backoff_initial_s
@@ -133,8 +145,7 @@ class JobCommandForwarder:
             try:
                 await self._send(command)
             except JobCallError as error:
-                await self._failed(command, error)
-                if error.retryable:
+                if not await self._failed(command, error):
                     await backoff.wait()
                 continue
             async with self._engine.begin() as connection:
@@ -142,14 +153,20 @@ class JobCommandForwarder:
             log.info("job_command_delivered", campaign_id=command.campaign_id, action=command.action.value, attempts=command.attempts + 1)
             backoff.reset()
 
-    async def _failed(self, command: JobCommand, error: JobCallError) -> None:
-        give_up_at = None if error.retryable else datetime.now(UTC)
+    async def _failed(self, command: JobCommand, error: JobCallError) -> bool:
+        """Records the failure; True when the row was set aside (go on at once with the next)."""
+        # A call that never reached job_svc is no attempt of the row's.
+        attempts = command.attempts + (0 if error.peer_down else 1)
+        set_aside = not error.peer_down and (error.permanent or attempts >= self._max_attempts)
         async with self._engine.begin() as connection:
-            await self._store.record_job_command_failure(connection, command.id, str(error), give_up_at)
-        event = "job_command_retrying" if error.retryable else "job_command_given_up"
-        (log.warning if error.retryable else log.error)(
-            event, campaign_id=command.campaign_id, action=command.action.value, attempts=command.attempts + 1, error=str(error)
+            await self._store.record_job_command_failure(
+                connection, command.id, str(error), attempted=not error.peer_down, set_aside_at=datetime.now(UTC) if set_aside else None
+            )
+        event = "job_command_set_aside" if set_aside else "job_command_retrying"
+        (log.error if set_aside else log.warning)(
+            event, campaign_id=command.campaign_id, action=command.action.value, attempts=attempts, error=str(error)
         )
+        return set_aside
 
 
 async def _always_alive() -> bool:

@@ -204,16 +204,21 @@ class CampaignStore:
         await connection.execute(delete(job_commands).where(commands.id == command_id))
 
     async def record_job_command_failure(
-        self, connection: AsyncConnection, command_id: int, error: str, give_up_at: datetime | None
+        self, connection: AsyncConnection, command_id: int, error: str, *, attempted: bool, set_aside_at: datetime | None
     ) -> None:
+        """Notes the error; `attempted` when job_svc was reached (it counts towards setting the
+        row aside), and `set_aside_at` when the row is never to be sent again."""
         await connection.execute(
             update(job_commands)
             .where(commands.id == command_id)
-            .values(attempts=commands.attempts + 1, last_error=error[:2000], given_up_at=give_up_at)
+            .values(attempts=commands.attempts + (1 if attempted else 0), last_error=error[:2000], given_up_at=set_aside_at)
         )
 
     async def pending_job_commands(self, connection: AsyncConnection) -> int:
         return await connection.scalar(select(func.count()).select_from(job_commands).where(commands.given_up_at.is_(None)))
+
+    async def set_aside_job_commands(self, connection: AsyncConnection) -> int:
+        return await connection.scalar(select(func.count()).select_from(job_commands).where(commands.given_up_at.is_not(None)))
 
     # -- mapping -----------------------------------------------------------------------------
 

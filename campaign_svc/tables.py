@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 
 from campaign_svc.domain import CampaignStatus, HoldKind
@@ -95,7 +96,8 @@ campaign_holds = Table(
     Index("ix_campaign_holds_kind_dependency", "kind", "dependency"),
 )
 
-# The outbox of calls to JobService, delivered in id order by the forwarder.
+# The outbox of calls to JobService, delivered in id order by the forwarder; a row given up
+# (`given_up_at`) is set aside and never sent again.
 job_commands = Table(
     "job_commands",
     metadata,
@@ -107,6 +109,13 @@ job_commands = Table(
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text, nullable=True),
     Column("given_up_at", UTCDateTime, nullable=True),
+    # What the forwarder reads: the oldest rows still to deliver (set-aside ones are not in it).
+    Index(
+        "ix_job_commands_pending",
+        "id",
+        postgresql_where=text("given_up_at IS NULL"),
+        sqlite_where=text("given_up_at IS NULL"),
+    ),
 )
 
 breaker_states, breaker_watch_cursor = define_mirror_tables(metadata)

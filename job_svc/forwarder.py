@@ -2,31 +2,42 @@
 
 CompleteJob and FailJob write their outcomes to `breaker_outbox` in the job's own transaction.
 This loop sends them in order, in batches (`RecordOutcomes`), and deletes them once breaker_svc
-has accepted them: delivery is at least once, and a breaker_svc outage never fails a job call;
-the loop retries with capped exponential backoff until it is back.
+has accepted them. No transaction is open while a batch is on the wire: the batch is claimed
+(rows given a batch id and a lease), sent, then deleted, each in a short transaction of its own.
+
+Delivery is exactly once in effect: a batch keeps its id on every resend (after a lost answer, a
+timeout, or a crash of this process), and breaker_svc counts a batch id once. A breaker_svc
+outage never fails a job call: the same batch is retried with capped exponential backoff until
+it is back. A failure of the batch's own (refused, or failing again and again) is not allowed to
+block the outbox: the batch is split into one batch per outcome, and an outcome that still cannot
+be counted is set aside (kept in the table with its error, logged, counted in a metric).
 """
 
 import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import grpc
 import structlog
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 
 from job_svc import metrics
-from job_svc.store import JobStore, OutboxRow
+from job_svc.store import JobStore, OutboxBatch, OutboxRow
 from services.backoff import Backoff
 from services.client.channel import bearer_metadata, open_channel
 from services.protoconv import duration
 
 log = structlog.get_logger()
 
-# Codes after which a resend can succeed; anything else is a bad outcome that would block the
-# outbox for ever, so it is logged and dropped.
-RETRYABLE = {
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.UNAUTHENTICATED,
-}
+# breaker_svc cannot be reached or will not talk to us: nothing to do with the batch itself, so
+# it is resent as it is, for as long as it takes.
+PEER_DOWN = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAUTHENTICATED})
+# The batch was refused as a whole (breaker_svc validates every outcome before counting any):
+# resending it cannot help, and nothing of it was counted, so it is split at once.
+REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE})
+# Any other failure is retried this many times before the batch is split, or its single outcome
+# set aside.
+MAX_ATTEMPTS = 5
 
 
 class OutcomeForwarder:
@@ -41,6 +52,7 @@ class OutcomeForwarder:
         backoff_max_s: float = 10.0,
         timeout_s: float = 10.0,
         token: str | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self._store = store
         self._target = target
@@ -49,6 +61,7 @@ class OutcomeForwarder:
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._timeout_s = timeout_s
+        self._max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._metadata = bearer_metadata(token)
 
@@ -80,29 +93,71 @@ class OutcomeForwarder:
                         pass
 
     async def forward_once(self, stub: breaker_pb2_grpc.BreakerServiceStub) -> int:
-        """Sends the oldest batch; returns how many outcomes it held."""
-        async with self._store.outbox_batch(self._batch_size) as rows:
-            if not rows:
-                return 0
+        """Sends the next batch; returns how many outcomes it held. Raises after a failure that
+        calls for a wait (breaker_svc down, or the batch failing and left to retry)."""
+        # Past its lease a batch may be resent by another replica: the lease outlasts the call.
+        batch = await self._store.claim_outbox_batch(self._batch_size, _now(), lease_s=2 * self._timeout_s)
+        if batch is None:
+            return 0
+        requests, unsendable = _requests(batch)
+        if unsendable:
+            await self._set_aside(unsendable, "the outcome cannot be expressed in a RecordOutcomesRequest")
+        if requests:
             try:
-                await stub.RecordOutcomes(iter(_requests(rows)), timeout=self._timeout_s, metadata=self._metadata)
+                await stub.RecordOutcomes(iter(requests), timeout=self._timeout_s, metadata=self._metadata)
             except grpc.aio.AioRpcError as error:
-                if error.code() in RETRYABLE:
-                    raise
-                log.error("outcomes_dropped", code=error.code().name, details=error.details(), outcomes=len(rows))
-                return len(rows)
-        metrics.OUTCOMES_FORWARDED.inc(len(rows))
-        return len(rows)
+                await self._failed(batch, error)
+                return len(batch.rows)
+        await self._store.delete_outbox_batch(batch.batch_id)
+        metrics.OUTCOMES_FORWARDED.inc(len(requests))
+        return len(batch.rows)
+
+    async def _failed(self, batch: OutboxBatch, error: grpc.aio.AioRpcError) -> None:
+        code = error.code()
+        if code in PEER_DOWN:
+            await self._store.release_outbox_batch(batch.batch_id)
+            raise error
+        reason = f"{code.name}: {error.details()}"
+        attempts = await self._store.outbox_batch_failed(batch.batch_id, reason)
+        if code not in REFUSED and attempts < self._max_attempts:
+            log.warning("outcome_batch_retrying", batch_id=batch.batch_id, outcomes=len(batch.rows), attempts=attempts, error=reason)
+            raise error
+        if len(batch.rows) == 1:
+            await self._set_aside(batch.rows, reason)
+            return
+        # Split: each outcome goes on alone. (A refused batch counted nothing; a batch that kept
+        # failing otherwise may have been counted in part, then its pieces count again: breaker_svc
+        # failing the same batch five times over is a bug of its own, logged there.)
+        log.warning("outcome_batch_split", batch_id=batch.batch_id, outcomes=len(batch.rows), attempts=attempts, error=reason)
+        await self._store.split_outbox_batch(batch.batch_id)
+
+    async def _set_aside(self, rows: Sequence[OutboxRow], reason: str) -> None:
+        await self._store.set_aside_outcomes([row.id for row in rows], reason, _now())
+        metrics.OUTCOMES_SET_ASIDE.inc(len(rows))
+        for row in rows:
+            log.error("outcome_set_aside", outbox_id=row.id, dependency=row.dependency, error=reason)
 
 
-def _requests(rows: list[OutboxRow]) -> list[breaker_pb2.RecordOutcomesRequest]:
-    requests = []
-    for row in rows:
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _requests(batch: OutboxBatch) -> tuple[list[breaker_pb2.RecordOutcomesRequest], list[OutboxRow]]:
+    """The batch as RecordOutcomes messages (the first carries the batch id), and the rows that
+    cannot be put into one (a duration out of the protobuf range, say)."""
+    requests: list[breaker_pb2.RecordOutcomesRequest] = []
+    unsendable: list[OutboxRow] = []
+    for row in batch.rows:
         request = breaker_pb2.RecordOutcomesRequest(
             dependency=row.dependency,
             result=breaker_pb2.CALL_RESULT_SUCCESS if row.success else breaker_pb2.CALL_RESULT_FAILURE,
+            batch_id=batch.batch_id if not requests else "",
         )
-        if row.duration_s is not None:
-            request.duration.CopyFrom(duration(row.duration_s))
+        try:
+            if row.duration_s is not None:
+                request.duration.CopyFrom(duration(row.duration_s))
+        except (ValueError, OverflowError):
+            unsendable.append(row)
+            continue
         requests.append(request)
-    return requests
+    return requests, unsendable

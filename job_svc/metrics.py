@@ -6,7 +6,8 @@ this replica did.
 - job_queue_depth{dependency}: pending jobs due now that need the dependency.
 - job_queue_oldest_age_seconds{dependency}: how long the oldest of them has been due.
 - job_outcome_outbox_backlog: call outcomes not yet forwarded to breaker_svc.
-- job_claimed_total, job_expired_leases_total, job_outcomes_forwarded_total.
+- job_claimed_total, job_expired_leases_total, job_outcomes_forwarded_total,
+  job_outcomes_set_aside_total (outcomes the forwarder gave up on, see job_svc.forwarder).
 - job_paused_total{hold}, job_resumed_total{hold}: jobs paused and resumed, by kind of hold.
 """
 
@@ -30,6 +31,9 @@ EXPIRED_LEASES = prometheus_client.Counter("job_expired_leases", "Leases that en
 PAUSED = prometheus_client.Counter("job_paused", "Jobs paused, by kind of hold.", ["hold"])
 RESUMED = prometheus_client.Counter("job_resumed", "Paused jobs made pending again, by kind of hold.", ["hold"])
 OUTCOMES_FORWARDED = prometheus_client.Counter("job_outcomes_forwarded", "Call outcomes delivered to breaker_svc.")
+OUTCOMES_SET_ASIDE = prometheus_client.Counter(
+    "job_outcomes_set_aside", "Call outcomes set aside after bounded retries (kept in breaker_outbox, never sent)."
+)
 
 _queued_dependencies: set[str] = set()  # dependencies with queue series, zeroed when they empty
 

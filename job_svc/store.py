@@ -10,13 +10,14 @@ Lock order, to avoid deadlocks with the breaker mirror: a transaction that may p
 in the queue share-locks the mirror's breaker states first, then the job rows.
 """
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import Text, and_, bindparam, cast, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from job_svc.domain import ClaimRequest, Hold, HoldKind, Job, JobStatus, NewJob
@@ -49,6 +50,12 @@ class OutboxRow:
 
 
 @dataclass(frozen=True)
+class OutboxBatch:
+    batch_id: str
+    rows: list[OutboxRow]
+
+
+@dataclass(frozen=True)
 class ListFilter:
     status: JobStatus | None
     campaign_id: str | None
@@ -69,34 +76,101 @@ class JobStore:
         """The statements of this store inside a transaction someone else opened (the mirror's)."""
         return JobTx(connection, self.mirror)
 
-    @asynccontextmanager
-    async def outbox_batch(self, limit: int) -> AsyncIterator[list[OutboxRow]]:
-        """The oldest outcomes to forward; deleted when the block ends without an error.
+    # -- the outcome outbox (job_svc.forwarder) --------------------------------------------------
+    # Each method is one short transaction: nothing is held open while a batch is on the wire.
 
-        PostgreSQL keeps the rows locked (SKIP LOCKED) while they are sent, so replicas never
-        send the same row. SQLite does not hold its write lock across the send: one process
-        owns a SQLite file."""
-        query = select(breaker_outbox).order_by(breaker_outbox.c.id).limit(limit)
-        if self.engine.dialect.name == "postgresql":
-            async with self.engine.begin() as connection:
-                rows = _outbox_rows(await connection.execute(query.with_for_update(skip_locked=True)))
-                yield rows
-                await _delete_outbox(connection, rows)
-            return
+    async def claim_outbox_batch(self, limit: int, now: datetime, lease_s: float) -> OutboxBatch | None:
+        """The batch to send next, leased to the caller for `lease_s`: the oldest batch formed
+        before whose lease is free (a resend: same id, same rows), else a new one of the oldest
+        `limit` rows not yet in a batch. SKIP LOCKED on PostgreSQL: replicas take different rows."""
+        lease_until = now + timedelta(seconds=lease_s)
         async with self.engine.begin() as connection:
-            rows = _outbox_rows(await connection.execute(query))
-        yield rows
+            formed = (
+                select(breaker_outbox.c.batch_id)
+                .where(breaker_outbox.c.batch_id.is_not(None), breaker_outbox.c.set_aside_at.is_(None))
+                .where(or_(breaker_outbox.c.lease_until.is_(None), breaker_outbox.c.lease_until < now))
+                .order_by(breaker_outbox.c.id)
+                .limit(1)
+            )
+            batch_id = await connection.scalar(self._skip_locked(formed))
+            if batch_id is not None:
+                chosen = breaker_outbox.c.batch_id == batch_id
+            else:
+                batch_id = uuid.uuid4().hex
+                unbatched = (
+                    select(breaker_outbox.c.id)
+                    .where(breaker_outbox.c.batch_id.is_(None), breaker_outbox.c.set_aside_at.is_(None))
+                    .order_by(breaker_outbox.c.id)
+                    .limit(limit)
+                )
+                chosen = breaker_outbox.c.id.in_(self._skip_locked(unbatched))
+            statement = (
+                update(breaker_outbox)
+                .where(chosen, breaker_outbox.c.set_aside_at.is_(None))
+                .values(batch_id=batch_id, lease_until=lease_until)
+                .returning(*_OUTBOX_COLUMNS)
+            )
+            rows = sorted((OutboxRow(*row) for row in await connection.execute(statement)), key=lambda row: row.id)
+        return OutboxBatch(batch_id, rows) if rows else None
+
+    async def delete_outbox_batch(self, batch_id: str) -> None:
+        """breaker_svc counted the batch (the rows of it set aside stay)."""
         async with self.engine.begin() as connection:
-            await _delete_outbox(connection, rows)
+            await connection.execute(delete(breaker_outbox).where(_in_batch(batch_id)))
+
+    async def release_outbox_batch(self, batch_id: str) -> None:
+        """The batch could not be sent (breaker_svc unreachable): it is next again, as it is."""
+        async with self.engine.begin() as connection:
+            await connection.execute(update(breaker_outbox).where(_in_batch(batch_id)).values(lease_until=None))
+
+    async def outbox_batch_failed(self, batch_id: str, error: str) -> int:
+        """Counts a failure of the batch's own and frees it for a resend; returns its attempts."""
+        statement = (
+            update(breaker_outbox)
+            .where(_in_batch(batch_id))
+            .values(attempts=breaker_outbox.c.attempts + 1, last_error=error[:_MAX_ERROR], lease_until=None)
+            .returning(breaker_outbox.c.attempts)
+        )
+        async with self.engine.begin() as connection:
+            return max((await connection.execute(statement)).scalars(), default=0)
+
+    async def split_outbox_batch(self, batch_id: str) -> None:
+        """Makes each row of the batch a batch of its own (`<batch>.<row id>`), with fresh
+        attempts, so that one outcome that cannot be counted holds up no other."""
+        statement = (
+            update(breaker_outbox)
+            .where(_in_batch(batch_id))
+            .values(
+                batch_id=breaker_outbox.c.batch_id + literal(".", Text) + cast(breaker_outbox.c.id, Text),
+                attempts=0,
+                lease_until=None,
+            )
+        )
+        async with self.engine.begin() as connection:
+            await connection.execute(statement)
+
+    async def set_aside_outcomes(self, row_ids: Sequence[int], error: str, now: datetime) -> None:
+        """These outcomes are never sent again; they stay in the table, with the error, for an
+        operator to look at."""
+        statement = (
+            update(breaker_outbox)
+            .where(breaker_outbox.c.id.in_(list(row_ids)))
+            .values(set_aside_at=now, last_error=error[:_MAX_ERROR], lease_until=None)
+        )
+        async with self.engine.begin() as connection:
+            await connection.execute(statement)
+
+    def _skip_locked(self, query: Any) -> Any:
+        return query.with_for_update(skip_locked=True) if self.engine.dialect.name == "postgresql" else query
 
 
-def _outbox_rows(result: Any) -> list[OutboxRow]:
-    return [OutboxRow(r.id, r.dependency, r.success, r.duration_s) for r in result]
+def _in_batch(batch_id: str) -> Any:
+    """The rows of the batch still to be sent (not those of it set aside)."""
+    return and_(breaker_outbox.c.batch_id == batch_id, breaker_outbox.c.set_aside_at.is_(None))
 
 
-async def _delete_outbox(connection: AsyncConnection, rows: list[OutboxRow]) -> None:
-    if rows:
-        await connection.execute(delete(breaker_outbox).where(breaker_outbox.c.id.in_([r.id for r in rows])))
+_OUTBOX_COLUMNS = (breaker_outbox.c.id, breaker_outbox.c.dependency, breaker_outbox.c.success, breaker_outbox.c.duration_s)
+_MAX_ERROR = 2000
 
 
 class JobTx(HoldStatements):
@@ -308,5 +382,6 @@ class JobTx(HoldStatements):
         return {dependency: (count, due_since) for dependency, count, due_since in await self.connection.execute(query)}
 
     async def outbox_backlog(self) -> int:
-        """Call outcomes written but not yet forwarded to breaker_svc."""
-        return await self.connection.scalar(select(func.count()).select_from(breaker_outbox))
+        """Call outcomes written but not yet forwarded to breaker_svc (nor set aside)."""
+        query = select(func.count()).select_from(breaker_outbox).where(breaker_outbox.c.set_aside_at.is_(None))
+        return await self.connection.scalar(query)

@@ -4,7 +4,7 @@ it; a test checks that the migrated database matches these definitions.
 - `jobs`: one row per job; `job_dependencies`: the providers each job calls.
 - `job_holds`: why a job is paused (a job is paused while it has at least one hold).
 - `job_pauses`: the standing manual and campaign pauses, so jobs created later get the hold.
-- `breaker_outbox`: call outcomes waiting to be forwarded to breaker_svc.
+- `breaker_outbox`: call outcomes waiting to be forwarded to breaker_svc (and those set aside).
 - `breaker_states` / `breaker_watch_cursor`: the breaker mirror (services.mirror).
 """
 
@@ -149,6 +149,30 @@ breaker_outbox = Table(
     Column("success", Boolean, nullable=False),
     Column("duration_s", Float, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # The batch the row was sent in (RecordOutcomes' batch_id): a resend reuses it, so breaker_svc
+    # counts the batch once. NULL until the forwarder takes the row into a batch.
+    Column("batch_id", String(64), nullable=True),
+    # While a forwarder is sending the batch; once past, another may resend it (a crash).
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=False, server_default=""),
+    # Set aside (never sent again) after bounded retries, so it cannot block the rows behind it.
+    Column("set_aside_at", UtcDateTime, nullable=True),
 )
+# The two ways the forwarder takes rows, oldest first: batches already formed (few) and rows not
+# yet in a batch; set-aside rows are in neither index.
+Index(
+    "ix_breaker_outbox_batched",
+    breaker_outbox.c.id,
+    postgresql_where=text("batch_id IS NOT NULL AND set_aside_at IS NULL"),
+    sqlite_where=text("batch_id IS NOT NULL AND set_aside_at IS NULL"),
+)
+Index(
+    "ix_breaker_outbox_unbatched",
+    breaker_outbox.c.id,
+    postgresql_where=text("batch_id IS NULL AND set_aside_at IS NULL"),
+    sqlite_where=text("batch_id IS NULL AND set_aside_at IS NULL"),
+)
+Index("ix_breaker_outbox_batch_id", breaker_outbox.c.batch_id)
 
 breaker_states, breaker_watch_cursor = define_mirror_tables(metadata)

@@ -9,6 +9,7 @@ import pytest
 from breaker.v1 import breaker_pb2
 from campaign.v1 import campaign_pb2 as pb
 
+from campaign_svc import metrics
 from services.watch import BreakerState
 from tests.support.campaign import rpc_error, running_app
 from tests.support.polling import eventually
@@ -289,6 +290,23 @@ async def test_job_calls_are_retried_in_order_until_job_svc_accepts(sqlite_url: 
         expected = [("PauseJobs", first.id), ("PauseJobs", second.id), ("ResumeJobs", first.id)]
         assert await eventually(lambda: _value(h.jobs.calls == expected))
         assert h.jobs.refuse_next == 0
+
+
+async def test_a_job_call_that_keeps_failing_is_set_aside_and_the_rows_behind_it_go_on(sqlite_url: str) -> None:
+    async with running_app(sqlite_url) as h:
+        broken, refused, fine = await h.running("openai"), await h.running("apollo"), await h.running("perplexity")
+        h.jobs.failing = {broken.id: grpc.StatusCode.INTERNAL, refused.id: grpc.StatusCode.INVALID_ARGUMENT}
+        h.jobs.refuse_next = 2  # job_svc down first: not the rows' fault, so no attempt counts
+        for campaign in (broken, refused, fine):
+            await h.stub.PauseCampaign(pb.PauseCampaignRequest(id=campaign.id, reason="r"))
+        assert await eventually(lambda: _value(h.jobs.calls == [("PauseJobs", fine.id)]))
+        # UNAVAILABLE twice, then the five attempts the forwarder allows (MAX_ATTEMPTS); refused once.
+        assert h.jobs.tries == [broken.id] * 7 + [refused.id, fine.id]
+        async with h.app.engine.connect() as connection:
+            assert await h.app.store.pending_job_commands(connection) == 0
+            assert await h.app.store.set_aside_job_commands(connection) == 2
+        await metrics.refresh(h.app.engine, h.app.store)
+        assert metrics.JOB_COMMAND_OUTBOX_SET_ASIDE._value.get() == 2
 
 
 async def _value(value):  # type: ignore[no-untyped-def]

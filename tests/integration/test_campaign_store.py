@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import prometheus_client
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from campaign.v1 import campaign_pb2 as pb
@@ -19,7 +20,7 @@ from campaign_svc.domain import CampaignStatus, HoldKind
 from campaign_svc.settings import MIGRATIONS_DIR
 from campaign_svc.store import CampaignStore
 from campaign_svc.tables import metadata
-from services.db import create_engine, upgrade_schema
+from services.db import alembic_config, create_engine, upgrade_schema
 from services.watch import BreakerState
 from tests.support.campaign import running_app
 from tests.support.polling import eventually
@@ -124,3 +125,22 @@ async def test_the_metrics_count_campaigns_per_status_and_paused_campaigns_per_h
         assert counts == {"created": 1, "running": 0, "paused": 2, "completed": 0, "failed": 0}
         assert sample("campaign_held", {"hold": "breaker"}) == 1
         assert sample("campaign_held", {"hold": "manual"}) == 1
+
+
+async def test_the_set_aside_index_migration_keeps_the_outbox_both_ways(database_url: str) -> None:
+    config = alembic_config(database_url, MIGRATIONS_DIR)
+    await asyncio.to_thread(command.upgrade, config, "0002")
+    engine = create_engine(database_url)
+    row = {"c": uuid.uuid4(), "t": datetime.now(UTC)}
+    insert_row = "INSERT INTO job_commands (campaign_id, action, reason, created_at, attempts) VALUES (:c, 'pause', 'r', :t, 0)"
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(insert_row).bindparams(c=row["c"], t=row["t"]))
+        await asyncio.to_thread(command.upgrade, config, "0003")
+        async with engine.connect() as connection:
+            assert await CampaignStore().pending_job_commands(connection) == 1
+        await asyncio.to_thread(command.downgrade, config, "0002")
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT count(*) FROM job_commands")) == 1
+    finally:
+        await engine.dispose()

@@ -43,11 +43,16 @@ class PeerJobs(job_pb2_grpc.JobServiceServicer):
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []  # (method, campaign_id), accepted calls only
         self.refuse_next = 0
+        self.failing: dict[str, grpc.StatusCode] = {}  # campaign id -> the code its calls always fail with
+        self.tries: list[str] = []  # campaign id of every call received
 
     async def _accept(self, method: str, campaign_id: str, context: grpc.aio.ServicerContext) -> None:
+        self.tries.append(campaign_id)
         if self.refuse_next > 0:
             self.refuse_next -= 1
             await context.abort(grpc.StatusCode.UNAVAILABLE, "job_svc is restarting")
+        if campaign_id in self.failing:
+            await context.abort(self.failing[campaign_id], "this one never works")
         self.calls.append((method, campaign_id))
 
     async def PauseJobs(self, request, context):  # type: ignore[no-untyped-def]
