@@ -9,7 +9,7 @@ advisory lock), so rows keep their order even with several replicas.
 No single row stops the outbox: while job_svc cannot be reached the oldest row is retried for as
 long as it takes (every row would fail alike), but a row refused, or failing MAX_ATTEMPTS times
 for a reason of its own, is set aside (`given_up_at`, kept with its error, logged, and counted in
-`campaign_job_commands_set_aside`) and the rows behind it go on.
+`campaign_job_command_outbox_set_aside`) and the rows behind it go on.
 """
 
 import asyncio
