@@ -94,8 +94,24 @@ jobs = Table(
     Column("request_id", String(128), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    # Claims walk pending jobs oldest first and stop at max_jobs; ListJobs pages by status too.
+    # Claim order: lower first (-100..100), as in River.
+    Column("priority", Integer, nullable=False, server_default="0"),
+    # What the worker reported on completion.
+    Column("result", PAYLOAD, nullable=True),
+    # Leases that expired without a result; at the limit the job fails (poison protection).
+    Column("lease_expirations", Integer, nullable=False, server_default="0"),
+    # Claims walk pending jobs in claim order and stop at max_jobs. Partial: a paused job
+    # leaves it, so pausing 20,000 jobs inserts nothing into it.
+    Index(
+        "ix_jobs_claim", "priority", "run_after", "created_at", "id",
+        **_where(text("status = 'pending'")),
+    ),
+    # ListJobs pages by status (keyset on created_at, id); redrive finds failed jobs.
     Index("ix_jobs_status_created", "status", "created_at", "id"),
+    # ListJobs by job type.
+    Index("ix_jobs_type_created", "job_type", "created_at", "id"),
+    # Retention deletes the oldest completed and cancelled jobs.
+    Index("ix_jobs_finished", "updated_at", **_where(text("status IN ('completed', 'cancelled')"))),
     # ListJobs without a status filter (keyset on created_at, id).
     Index("ix_jobs_created", "created_at", "id"),
     # Partial indexes below: a job without a lease, campaign or request id costs them nothing,

@@ -153,9 +153,10 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ClaimJobs(self, request, context):
-        """Leases runnable jobs to a worker, highest priority first. No two workers ever hold the
-        same job, and no job whose dependency is blocked is handed out. With `wait`, an empty
-        queue answers only when a matching job becomes claimable or the wait ends.
+        """Leases runnable jobs to a worker, in priority order (lowest number first). No two
+        workers ever hold the same job, and no job whose dependency is blocked is handed out.
+        With `wait`, an empty queue answers only when a matching job becomes claimable or the
+        wait ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
