@@ -1,5 +1,6 @@
 """Wires job_svc together: engine, store, use cases, servicer, the breaker mirror, the outcome
-forwarder and the housekeeping loop (lease sweeper, staleness, metrics).
+forwarder, the wake-ups of waiting claims (LISTEN on PostgreSQL) and the housekeeping loop
+(lease sweeper, retention, staleness, metrics).
 
 `JobApp.start()` applies migrations, starts serving and starts the background tasks;
 `JobApp.close()` cancels them and disposes of the engine. Tests build it with port 0 and an
@@ -23,7 +24,8 @@ from job_svc.settings import JobSettings
 from job_svc.store import JobStore
 from job_svc.tables import breaker_states, breaker_watch_cursor
 from job_svc.usecases import JobUseCases, utc_now
-from services.db import create_engine, upgrade_schema
+from job_svc.wakeups import ClaimListener, ClaimSignal
+from services.db import create_engine, is_sqlite, upgrade_schema
 from services.freshness import report_freshness
 from services.mirror import BreakerMirror
 from services.server import ServiceHost
@@ -42,7 +44,9 @@ class JobApp:
             self.engine, breaker_states, breaker_watch_cursor, self._on_state_change, settings.breaker_target,
             auto_pause=settings.auto_pause,
         )
-        self.store = JobStore(self.engine, self.mirror)
+        self.signal = ClaimSignal(clock)
+        self.store = JobStore(self.engine, self.mirror, self.signal)
+        self.listener = ClaimListener(settings.database_url, self.signal, self._next_due)
         self.forwarder = OutcomeForwarder(
             self.store,
             settings.breaker_target,
@@ -56,6 +60,8 @@ class JobApp:
             retry_policy=settings.retry_policy,
             max_payload_bytes=settings.max_payload_bytes,
             stale_after_s=settings.breaker_stale_after_s,
+            signal=self.signal,
+            queue_policy=settings.queue_policy,
             clock=clock,
             outcomes_written=self.forwarder.wake,
         )
@@ -73,6 +79,11 @@ class JobApp:
             [SERVICE_NAME],
             ACCESS,
         )
+        self._spawn(self._end_waits_on_shutdown(), "end_waits_on_shutdown")
+        if is_sqlite(self.engine):
+            await self.listener.catch_up()  # one process owns the file: no notifications to hear
+        else:
+            self._spawn(self.listener.run(), "claim_listener")
         if follow_breakers:
             self._spawn(self.mirror.run(), "breaker_mirror")
         if forward_outcomes:
@@ -81,6 +92,15 @@ class JobApp:
             self._spawn(self._housekeeping(), "housekeeping")
             self._spawn(report_freshness(self.mirror.watcher, self._on_freshness, self.settings.breaker_stale_after_s), "freshness")
         return self.port
+
+    async def _end_waits_on_shutdown(self) -> None:
+        """SIGTERM: waiting claims answer at once (empty), so the drain is not held up by them."""
+        await self.host.shutting_down.wait()
+        self.signal.close()
+
+    async def _next_due(self) -> datetime | None:
+        async with self.store.transaction() as tx:
+            return await tx.next_due(self.jobs.clock())
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(work, name=name))
@@ -100,13 +120,15 @@ class JobApp:
         await self.close()
 
     async def _housekeeping(self) -> None:
-        """Returns expired leases to the queue and refreshes the gauges."""
+        """Returns expired leases to the queue, deletes old finished jobs and refreshes the
+        gauges."""
         passes = 0
         while True:
             await asyncio.sleep(self.settings.sweep_interval_s)
             try:
                 await self.jobs.requeue_expired()
                 if passes % METRICS_EVERY_SWEEPS == 0:
+                    await self.jobs.delete_old_finished_jobs()
                     await self._refresh_gauges()
             except Exception:  # noqa: BLE001 - the database may be down for a while; keep going
                 log.exception("housekeeping_failed")

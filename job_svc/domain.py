@@ -6,10 +6,11 @@ the server interceptor maps to status codes.
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from services.errors import FailedPrecondition, InvalidArgument
 from services.validation import (
@@ -19,6 +20,9 @@ from services.validation import (
     validate_text,
     validate_uuid,
 )
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 class JobStatus(str, Enum):
@@ -66,6 +70,11 @@ MAX_WORKER_ID_LENGTH = 200
 MAX_REASON_LENGTH = 500
 # Longer failure messages are cut, not refused: a worker must always be able to end its claim.
 MAX_ERROR_LENGTH = 10_000
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+MAX_START_AHEAD = timedelta(days=366)
+# Items of one CreateJobs, FinishJobs or RenewLeases call, and ids of one RedriveJobs call.
+MAX_BATCH = 1000
+MAX_CLAIM_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,9 @@ class Job:
     created_at: datetime
     updated_at: datetime
     provider_failures: int = 0
+    priority: int = 0
+    result: dict[str, Any] | None = None
+    lease_expirations: int = 0
 
     @property
     def pause_reason(self) -> str:
@@ -120,6 +132,9 @@ class NewJob:
     dependencies: tuple[str, ...]
     payload: dict[str, Any]
     max_attempts: int
+    priority: int = 0
+    run_at: datetime | None = None  # scheduled start (run_time)
+    delay_s: float | None = None  # scheduled start (delay)
 
     @classmethod
     def validated(
@@ -132,15 +147,17 @@ class NewJob:
         payload: dict[str, Any],
         max_attempts: int,
         max_payload_bytes: int,
+        priority: int = 0,
+        run_at: datetime | None = None,
+        delay_s: float | None = None,
     ) -> "NewJob":
-        encoded = json.dumps(payload, separators=(",", ":"))
-        if "\\u0000" in encoded:  # neither PostgreSQL's JSON nor text can hold a NUL
-            raise InvalidArgument("payload must not contain NUL characters")
-        size = len(encoded.encode())
-        if size > max_payload_bytes:
-            raise InvalidArgument(f"payload must be at most {max_payload_bytes} bytes as JSON, got {size}")
+        validate_json_object(payload, "payload", max_payload_bytes)
         if max_attempts < 0 or max_attempts > MAX_ATTEMPTS_LIMIT:
             raise InvalidArgument(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT} (0 for {DEFAULT_MAX_ATTEMPTS}), got {max_attempts}")
+        if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise InvalidArgument(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {priority}")
+        if delay_s is not None and delay_s > MAX_START_AHEAD.total_seconds():
+            raise InvalidArgument(f"delay must be at most {MAX_START_AHEAD.days} days, got {delay_s:g}s")
         return cls(
             request_id=validate_request_id(request_id),
             campaign_id=optional_uuid(campaign_id, "campaign_id"),
@@ -148,7 +165,55 @@ class NewJob:
             dependencies=validate_dependency_list(list(dependencies)),
             payload=payload,
             max_attempts=max_attempts or DEFAULT_MAX_ATTEMPTS,
+            priority=priority,
+            run_at=run_at,
+            delay_s=delay_s,
         )
+
+    def run_after(self, now: datetime) -> datetime:
+        """When the job may first be claimed: now, or its scheduled start (never before now, so a
+        past `run_time` does not jump the queue)."""
+        if self.delay_s is not None:
+            return now + timedelta(seconds=self.delay_s)
+        if self.run_at is not None:
+            if self.run_at > now + MAX_START_AHEAD:
+                raise InvalidArgument(f"run_time must be at most {MAX_START_AHEAD.days} days ahead, got {self.run_at.isoformat()}")
+            return max(self.run_at, now)
+        return now
+
+
+def validate_json_object(value: dict[str, Any], field: str, max_bytes: int) -> None:
+    """A caller's JSON object (payload, result): storable and within the size cap."""
+    encoded = json.dumps(value, separators=(",", ":"))
+    if "\\u0000" in encoded:  # neither PostgreSQL's JSON nor text can hold a NUL
+        raise InvalidArgument(f"{field} must not contain NUL characters")
+    size = len(encoded.encode())
+    if size > max_bytes:
+        raise InvalidArgument(f"{field} must be at most {max_bytes} bytes as JSON, got {size}")
+
+
+def validated_batch(items: list[T], field: str, validate: Callable[[T], U]) -> list[U]:
+    """Validates 1..MAX_BATCH items; the first invalid one is refused naming its index."""
+    if not 1 <= len(items) <= MAX_BATCH:
+        raise InvalidArgument(f"{field} must hold between 1 and {MAX_BATCH} items, got {len(items)}")
+    validated: list[U] = []
+    for index, item in enumerate(items):
+        try:
+            validated.append(validate(item))
+        except InvalidArgument as error:
+            raise InvalidArgument(f"{field}[{index}]: {error.message}") from None
+    return validated
+
+
+def distinct_ids(ids: list[str], field: str) -> list[str]:
+    """Job ids of one batch: each a UUID, none twice."""
+    validated: dict[str, None] = {}
+    for index, raw in enumerate(ids):
+        job_id = validate_uuid(raw, f"{field}[{index}]")
+        if job_id in validated:
+            raise InvalidArgument(f"{field}[{index}]: job {job_id} is named twice")
+        validated[job_id] = None
+    return list(validated)
 
 
 def created_job(job_id: str, new: NewJob, now: datetime) -> Job:
@@ -156,7 +221,8 @@ def created_job(job_id: str, new: NewJob, now: datetime) -> Job:
     return Job(
         id=job_id, campaign_id=new.campaign_id, job_type=new.job_type, dependencies=new.dependencies,
         payload=new.payload, status=JobStatus.PENDING, attempts=0, max_attempts=new.max_attempts,
-        lease_owner=None, lease_expires_at=None, run_after=now, last_error="", holds=(), created_at=now, updated_at=now,
+        lease_owner=None, lease_expires_at=None, run_after=new.run_after(now), last_error="", holds=(),
+        created_at=now, updated_at=now, priority=new.priority,
     )
 
 
@@ -176,23 +242,92 @@ class ClaimRequest:
     max_jobs: int
     lease_s: float
     job_type: str | None
+    wait_s: float = 0.0
 
     @classmethod
     def validated(
-        cls, *, worker_id: str, dependencies: list[str], max_jobs: int, lease_s: float | None, job_type: str
+        cls, *, worker_id: str, dependencies: list[str], max_jobs: int, lease_s: float | None, job_type: str,
+        wait_s: float = 0.0,
     ) -> "ClaimRequest":
         if not 1 <= max_jobs <= MAX_CLAIM_JOBS:
             raise InvalidArgument(f"max_jobs must be between 1 and {MAX_CLAIM_JOBS}, got {max_jobs}")
-        lease_s = DEFAULT_LEASE_S if lease_s is None else lease_s
-        if not MIN_LEASE_S <= lease_s <= MAX_LEASE_S:
-            raise InvalidArgument(f"lease_duration must be between 1s and 1h, got {lease_s:g}s")
+        if not 0 <= wait_s <= MAX_CLAIM_WAIT_S:
+            raise InvalidArgument(f"wait must be between 0s and {MAX_CLAIM_WAIT_S:g}s, got {wait_s:g}s")
         return cls(
             worker_id=validate_worker_id(worker_id),
             dependencies=validate_dependency_list(list(dependencies)) if dependencies else (),
             max_jobs=max_jobs,
-            lease_s=lease_s,
+            lease_s=validate_lease(lease_s),
             job_type=validate_text(job_type, "job_type", max_length=MAX_JOB_TYPE_LENGTH) or None,
+            wait_s=wait_s,
         )
+
+
+def validate_lease(lease_s: float | None) -> float:
+    lease_s = DEFAULT_LEASE_S if lease_s is None else lease_s
+    if not MIN_LEASE_S <= lease_s <= MAX_LEASE_S:
+        raise InvalidArgument(f"lease_duration must be between 1s and 1h, got {lease_s:g}s")
+    return lease_s
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The end of one claim: a completion (with its result) or a failure."""
+
+    job_id: str
+    call_duration_s: float | None
+    succeeded: bool
+    result: dict[str, Any] | None = None
+    error: str = ""
+    failed_dependency: str | None = None
+
+    @classmethod
+    def completion(cls, job_id: str, call_duration_s: float | None, result: dict[str, Any] | None, max_result_bytes: int) -> "Finish":
+        if result is not None:
+            validate_json_object(result, "result", max_result_bytes)
+        return cls(validate_uuid(job_id), call_duration_s, True, result=result)
+
+    @classmethod
+    def failure(cls, job_id: str, call_duration_s: float | None, error: str, failed_dependency: str) -> "Finish":
+        provider = validate_dependency_name(failed_dependency, "failed_dependency") if failed_dependency else None
+        return cls(validate_uuid(job_id), call_duration_s, False, error=truncate_error(error), failed_dependency=provider)
+
+
+def distinct_finishes(finishes: list[Finish]) -> list[Finish]:
+    seen: set[str] = set()
+    for index, finish in enumerate(finishes):
+        if finish.job_id in seen:
+            raise InvalidArgument(f"finishes[{index}]: job {finish.job_id} is named twice")
+        seen.add(finish.job_id)
+    return finishes
+
+
+@dataclass(frozen=True)
+class RedriveSelector:
+    """Failed or cancelled jobs to put back in the queue; the selectors combine (AND)."""
+
+    ids: tuple[str, ...]
+    statuses: tuple[JobStatus, ...]
+    job_type: str | None
+    campaign_id: str | None
+
+    @classmethod
+    def validated(cls, *, ids: list[str], status: "JobStatus | None", job_type: str, campaign_id: str) -> "RedriveSelector":
+        if len(ids) > MAX_BATCH:
+            raise InvalidArgument(f"ids may name at most {MAX_BATCH} jobs, got {len(ids)}")
+        if status is not None and status not in REDRIVABLE_STATUSES:
+            raise InvalidArgument(f"status must be failed or cancelled (or unspecified for both), got {status.value}")
+        if not (ids or status or job_type or campaign_id):
+            raise InvalidArgument("name the jobs to re-drive: set ids, status, job_type or campaign_id")
+        return cls(
+            ids=tuple(distinct_ids(list(ids), "ids")),
+            statuses=(status,) if status is not None else REDRIVABLE_STATUSES,
+            job_type=validate_text(job_type, "job_type", max_length=MAX_JOB_TYPE_LENGTH) or None,
+            campaign_id=optional_uuid(campaign_id, "campaign_id"),
+        )
+
+
+REDRIVABLE_STATUSES = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 def validate_worker_id(worker_id: str) -> str:
@@ -223,6 +358,16 @@ class HoldSelector:
 
 def validate_reason(reason: str) -> str:
     return validate_text(reason, "reason", max_length=MAX_REASON_LENGTH)
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """How the queue treats leases, waiting claims and history (JobSettings)."""
+
+    max_lease_expirations: int = 3
+    claim_recheck_s: float = 2.0
+    retention_s: float = 7 * 86400.0  # 0: keep finished jobs for ever
+    retention_batch: int = 1000
 
 
 @dataclass(frozen=True)
@@ -274,14 +419,25 @@ def check_failed_dependency(job: Job, failed_dependency: str) -> str | None:
     return failed_dependency
 
 
-def check_lease(job: Job, worker_id: str) -> None:
-    """Only the worker holding a processing job's lease may end it."""
+def check_lease(job: Job, worker_id: str, now: datetime) -> None:
+    """Only the worker holding a processing job's lease, before it ends, may end or renew it."""
     if job.status is not JobStatus.PROCESSING:
         raise FailedPrecondition(
             f"job {job.id} is {job.status.value}, not processing: only a claimed job can be completed or failed"
         )
     if job.lease_owner != worker_id:
         raise FailedPrecondition(f"job {job.id} is leased to another worker, not to {worker_id!r}")
+    if job.lease_expires_at is not None and job.lease_expires_at < now:
+        raise FailedPrecondition(f"the lease of job {job.id} expired at {job.lease_expires_at.isoformat()}: the job goes back to the queue")
+
+
+def poison_error(max_lease_expirations: int) -> tuple[str, str]:
+    """`last_error` of a job failed because its leases kept expiring (poison protection), as
+    the text before and after the last lease owner's id."""
+    return (
+        f"lease expired {max_lease_expirations} times without a result, last held by ",
+        ": failed so that a job that crashes or hangs its workers is not retried for ever",
+    )
 
 
 def check_cancellable(job: Job) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Select,
     String,
     Text,
+    and_,
     any_,
     case,
     cast,
@@ -213,13 +214,15 @@ class HoldStatements:
         return (await self.connection.execute(statement)).rowcount
 
     async def _release_unheld(self, which: ColumnElement[bool], now: datetime) -> int:
-        """Paused jobs among `which` with no hold left are pending again, claimable at once."""
+        """Paused jobs among `which` with no hold left are pending again, claimable at once,
+        except a job that has never run and waits for its scheduled start."""
+        retried = or_(jobs.c.attempts > 0, jobs.c.provider_failures > 0, jobs.c.lease_expirations > 0)
         statement = (
             update(jobs)
             .where(jobs.c.status == JobStatus.PAUSED, which, ~_has_hold())
             .values(
                 status=JobStatus.PENDING, updated_at=now,
-                run_after=case((jobs.c.run_after > now, literal(now, UtcDateTime)), else_=jobs.c.run_after),
+                run_after=case((and_(jobs.c.run_after > now, retried), literal(now, UtcDateTime)), else_=jobs.c.run_after),
             )
         )
         return (await self.connection.execute(statement)).rowcount

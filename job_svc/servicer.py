@@ -3,13 +3,17 @@ validated command, calls a use case and turns the result into the response. Doma
 become status codes in the shared interceptor (services.interceptors)."""
 
 
+from datetime import UTC, datetime
+
 import grpc
 from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
 from job.v1 import job_pb2, job_pb2_grpc
 
-from job_svc.domain import ClaimRequest, Hold, HoldKind, HoldSelector, Job, JobStatus, NewJob
+from job_svc.domain import ClaimRequest, Finish, Hold, HoldKind, HoldSelector, Job, JobStatus, NewJob, RedriveSelector, validated_batch
 from job_svc.usecases import JobUseCases, QueueStatus
 from services.auth import access_table
+from services.errors import InvalidArgument
 from services.protoconv import ProtoEnum, seconds, timestamp
 from services.watch import BREAKER_STATE
 
@@ -55,11 +59,53 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         run_after_time=timestamp(job.run_after),
         create_time=timestamp(job.created_at),
         update_time=timestamp(job.updated_at),
+        priority=job.priority,
+        lease_expirations=job.lease_expirations,
     )
     message.payload.update(job.payload)
+    if job.result is not None:
+        message.result.update(job.result)
     if job.lease_expires_at is not None:
         message.lease_expire_time.CopyFrom(timestamp(job.lease_expires_at))
     return message
+
+
+def _optional_seconds(message: object, field: str) -> float | None:
+    return seconds(getattr(message, field), field) if message.HasField(field) else None  # type: ignore[attr-defined]
+
+
+def new_job(request: job_pb2.CreateJobRequest, max_payload_bytes: int) -> NewJob:
+    start = request.WhichOneof("start")
+    return NewJob.validated(
+        request_id=request.request_id,
+        campaign_id=request.campaign_id,
+        job_type=request.job_type,
+        dependencies=list(request.dependencies),
+        payload=json_format.MessageToDict(request.payload),
+        max_attempts=request.max_attempts,
+        max_payload_bytes=max_payload_bytes,
+        priority=request.priority,
+        run_at=_run_time(request.run_time) if start == "run_time" else None,
+        delay_s=seconds(request.delay, "delay") if start == "delay" else None,
+    )
+
+
+def _run_time(stamp: Timestamp) -> datetime:
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(f"run_time is not a valid Timestamp (seconds={stamp.seconds}, nanos={stamp.nanos})") from None
+
+
+def finish(request: job_pb2.JobFinish, max_result_bytes: int) -> Finish:
+    outcome = request.WhichOneof("outcome")
+    duration_s = _optional_seconds(request, "call_duration")
+    if outcome == "completion":
+        result = json_format.MessageToDict(request.completion.result) if request.completion.HasField("result") else None
+        return Finish.completion(request.id, duration_s, result, max_result_bytes)
+    if outcome == "failure":
+        return Finish.failure(request.id, duration_s, request.failure.error, request.failure.failed_dependency)
+    raise InvalidArgument("set completion or failure")
 
 
 def _counts(counts: dict[JobStatus, int]) -> dict[str, int]:
@@ -83,21 +129,23 @@ def queue_status_to_proto(status: QueueStatus) -> job_pb2.GetQueueStatusResponse
     return message
 
 
+def _finish_result(job_id: str, status: JobStatus | None) -> job_pb2.JobFinishResult:
+    if status is None:
+        return job_pb2.JobFinishResult(id=job_id, lease_result=job_pb2.LEASE_RESULT_LOST)
+    return job_pb2.JobFinishResult(id=job_id, lease_result=job_pb2.LEASE_RESULT_HELD, status=JOB_STATUS.to_proto(status))
+
+
 class JobServicer(job_pb2_grpc.JobServiceServicer):
     def __init__(self, jobs: JobUseCases) -> None:
         self._jobs = jobs
 
     async def CreateJob(self, request: job_pb2.CreateJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.CreateJobResponse:
-        new = NewJob.validated(
-            request_id=request.request_id,
-            campaign_id=request.campaign_id,
-            job_type=request.job_type,
-            dependencies=list(request.dependencies),
-            payload=json_format.MessageToDict(request.payload),
-            max_attempts=request.max_attempts,
-            max_payload_bytes=self._jobs.max_payload_bytes,
-        )
+        new = new_job(request, self._jobs.max_payload_bytes)
         return job_pb2.CreateJobResponse(job=job_to_proto(await self._jobs.create_job(new)))
+
+    async def CreateJobs(self, request: job_pb2.CreateJobsRequest, context: grpc.aio.ServicerContext) -> job_pb2.CreateJobsResponse:
+        batch = validated_batch(list(request.jobs), "jobs", lambda item: new_job(item, self._jobs.max_payload_bytes))
+        return job_pb2.CreateJobsResponse(jobs=[job_to_proto(j) for j in await self._jobs.create_jobs(batch)])
 
     async def GetJob(self, request: job_pb2.GetJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.GetJobResponse:
         return job_pb2.GetJobResponse(job=job_to_proto(await self._jobs.get_job(request.id)))
@@ -109,6 +157,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             status=JOB_STATUS.from_proto(request.status, "status"),
             campaign_id=request.campaign_id,
             dependency=request.dependency,
+            job_type=request.job_type,
         )
         return job_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in page.jobs], next_page_token=page.next_page_token)
 
@@ -120,20 +169,44 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             worker_id=request.worker_id,
             dependencies=list(request.dependencies),
             max_jobs=request.max_jobs,
-            lease_s=seconds(request.lease_duration, "lease_duration") if request.HasField("lease_duration") else None,
+            lease_s=_optional_seconds(request, "lease_duration"),
             job_type=request.job_type,
+            wait_s=_optional_seconds(request, "wait") or 0.0,
         )
         return job_pb2.ClaimJobsResponse(jobs=[job_to_proto(j) for j in await self._jobs.claim_jobs(claim)])
 
     async def CompleteJob(self, request: job_pb2.CompleteJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.CompleteJobResponse:
-        duration_s = seconds(request.call_duration, "call_duration") if request.HasField("call_duration") else None
-        job = await self._jobs.complete_job(request.id, request.worker_id, duration_s)
+        result = json_format.MessageToDict(request.result) if request.HasField("result") else None
+        job = await self._jobs.complete_job(request.id, request.worker_id, _optional_seconds(request, "call_duration"), result)
         return job_pb2.CompleteJobResponse(job=job_to_proto(job))
 
     async def FailJob(self, request: job_pb2.FailJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.FailJobResponse:
-        duration_s = seconds(request.call_duration, "call_duration") if request.HasField("call_duration") else None
+        duration_s = _optional_seconds(request, "call_duration")
         job = await self._jobs.fail_job(request.id, request.worker_id, request.error, request.failed_dependency, duration_s)
         return job_pb2.FailJobResponse(job=job_to_proto(job))
+
+    async def FinishJobs(self, request: job_pb2.FinishJobsRequest, context: grpc.aio.ServicerContext) -> job_pb2.FinishJobsResponse:
+        finishes = validated_batch(list(request.finishes), "finishes", lambda item: finish(item, self._jobs.max_payload_bytes))
+        statuses = await self._jobs.finish_jobs(request.worker_id, finishes)
+        return job_pb2.FinishJobsResponse(results=[_finish_result(f.job_id, statuses.get(f.job_id)) for f in finishes])
+
+    async def RenewLeases(self, request: job_pb2.RenewLeasesRequest, context: grpc.aio.ServicerContext) -> job_pb2.RenewLeasesResponse:
+        renewals = await self._jobs.renew_leases(request.worker_id, list(request.ids), _optional_seconds(request, "lease_duration"))
+        return job_pb2.RenewLeasesResponse(
+            renewals=[
+                job_pb2.LeaseRenewal(id=r.job_id, lease_result=job_pb2.LEASE_RESULT_HELD, lease_expire_time=timestamp(r.lease_expires_at))
+                if r.lease_expires_at is not None
+                else job_pb2.LeaseRenewal(id=r.job_id, lease_result=job_pb2.LEASE_RESULT_LOST)
+                for r in renewals
+            ]
+        )
+
+    async def RedriveJobs(self, request: job_pb2.RedriveJobsRequest, context: grpc.aio.ServicerContext) -> job_pb2.RedriveJobsResponse:
+        selector = RedriveSelector.validated(
+            ids=list(request.ids), status=JOB_STATUS.from_proto(request.status, "status"),
+            job_type=request.job_type, campaign_id=request.campaign_id,
+        )
+        return job_pb2.RedriveJobsResponse(redriven_count=await self._jobs.redrive_jobs(selector))
 
     async def PauseJobs(self, request: job_pb2.PauseJobsRequest, context: grpc.aio.ServicerContext) -> job_pb2.PauseJobsResponse:
         selector = HoldSelector.validated(campaign_id=request.campaign_id, dependency=request.dependency)

@@ -6,7 +6,12 @@ Breakers: BREAKER_TARGET (breaker_svc address, default 127.0.0.1:50051),
           JOB_AUTO_PAUSE (on; off only observes breaker changes: services/observer.py).
 Queue:    JOB_RETRY_BASE_S / JOB_RETRY_MAX_S (retry backoff: base * 2^(attempt-1), capped;
           defaults 1 and 300), JOB_MAX_PAYLOAD_BYTES (payload cap as JSON, default 65536),
-          JOB_SWEEP_INTERVAL_S (how often expired leases are returned to the queue, default 1).
+          JOB_SWEEP_INTERVAL_S (how often expired leases are returned to the queue, default 1),
+          JOB_MAX_LEASE_EXPIRATIONS (a job whose lease expired this often fails, default 3),
+          JOB_CLAIM_RECHECK_S (a waiting claim claims again after this long even if nothing
+          woke it: the safety net under LISTEN/NOTIFY, default 2),
+          JOB_RETENTION_S (completed and cancelled jobs older than this are deleted, default
+          604800 = 7 days; 0 keeps them for ever), JOB_RETENTION_BATCH (rows per delete, 1000).
 Outcomes: JOB_OUTBOX_BATCH (outcomes sent to breaker_svc per call, default 200),
           JOB_OUTBOX_RETRY_MAX_S (cap of the retry backoff while breaker_svc is down, default 10).
 The server itself: JOB_HOST, JOB_PORT (50053), JOB_METRICS_PORT, JOB_HEALTH_PORT, ADMIN_TOKEN,
@@ -15,7 +20,7 @@ SERVICE_TOKEN (also sent to breaker_svc), TLS_*, SHUTDOWN_GRACE_S, LOG_LEVEL (se
 
 from dataclasses import dataclass
 
-from job_svc.domain import RetryPolicy
+from job_svc.domain import QueuePolicy, RetryPolicy
 from services.config import ServerSettings, env_bool, env_float, env_int, env_str
 
 DEFAULT_PORT = 50053
@@ -33,6 +38,7 @@ class JobSettings:
     outbox_batch: int
     outbox_retry_max_s: float
     auto_pause: bool = True
+    queue_policy: QueuePolicy = QueuePolicy()
 
     @classmethod
     def from_env(cls) -> "JobSettings":
@@ -50,4 +56,10 @@ class JobSettings:
             outbox_batch=env_int("JOB_OUTBOX_BATCH", 200, minimum=1, maximum=10_000),
             outbox_retry_max_s=env_float("JOB_OUTBOX_RETRY_MAX_S", 10.0, minimum=0.1, maximum=3600.0),
             auto_pause=env_bool("JOB_AUTO_PAUSE", True),
+            queue_policy=QueuePolicy(
+                max_lease_expirations=env_int("JOB_MAX_LEASE_EXPIRATIONS", 3, minimum=1, maximum=1000),
+                claim_recheck_s=env_float("JOB_CLAIM_RECHECK_S", 2.0, minimum=0.05, maximum=60.0),
+                retention_s=env_float("JOB_RETENTION_S", 604800.0, minimum=0.0, maximum=10 * 365 * 86400.0),
+                retention_batch=env_int("JOB_RETENTION_BATCH", 1000, minimum=1, maximum=100_000),
+            ),
         )

@@ -2,12 +2,16 @@
 
 `JobStore.transaction()` yields a `JobTx`: the statements of one unit of work, committed when
 the block ends without an error and rolled back otherwise. Every statement that changes many
-jobs is one set-based statement (INSERT ... SELECT, UPDATE ... WHERE ... IN (SELECT ...)), never
-a loop over jobs; the statements about holds are in job_svc/holds.py. PostgreSQL claims with
+jobs is one set-based statement (INSERT ... SELECT, UPDATE ... WHERE ... IN (SELECT ...), a
+multi-row INSERT), never a loop over jobs; the statements about holds are in job_svc/holds.py,
+those about leases (claim, renew, finish, expiry) in job_svc/leases.py. PostgreSQL claims with
 `FOR UPDATE SKIP LOCKED`; SQLite transactions are serialised by BEGIN IMMEDIATE (services.db).
+The statements of the hot paths are built once (job_svc/statements.py), so SQLAlchemy's compiled
+cache and asyncpg's prepared statements serve every call after the first.
 
 Lock order, to avoid deadlocks with the breaker mirror: a transaction that may put a job back
-in the queue share-locks the mirror's breaker states first, then the job rows.
+in the queue share-locks the mirror's breaker states first, then the job rows. Creating jobs
+takes shared advisory locks on the hold keys instead (see `lock_hold_keys`).
 """
 
 import uuid
@@ -17,11 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, cast, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import Text, and_, bindparam, cast, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from job_svc.domain import ClaimRequest, Hold, HoldKind, Job, JobStatus, NewJob
+from job_svc import statements
+from job_svc.domain import UNFINISHED_STATUSES, Hold, HoldKind, Job, JobStatus, NewJob, RedriveSelector
 from job_svc.holds import HoldStatements, chunks, jobs_of_dependency
+from job_svc.leases import LeaseStatements
 from job_svc.tables import (
     JOB_STATUS,
     breaker_outbox,
@@ -30,8 +36,19 @@ from job_svc.tables import (
     job_holds,
     jobs,
 )
+from job_svc.wakeups import CHANNEL, ClaimSignal, encode_due
 from services.errors import NotFound
 from services.mirror import BreakerMirror
+
+# The first key of job_svc's advisory locks on hold keys ("job_"); the second is the key's hash.
+# PostgreSQL keeps two-key advisory locks apart from one-key ones (the migration lock).
+HOLD_LOCK_CLASS = 0x6A6F625F
+
+
+def hold_key(kind: HoldKind, key: str) -> str:
+    """What a hold is about, as one string: a dependency (breaker and manual holds) or a
+    campaign."""
+    return f"campaign:{key}" if kind is HoldKind.CAMPAIGN else f"dependency:{key}"
 
 
 @dataclass(frozen=True)
@@ -60,21 +77,23 @@ class ListFilter:
     status: JobStatus | None
     campaign_id: str | None
     dependency: str | None
+    job_type: str | None = None
 
 
 class JobStore:
-    def __init__(self, engine: AsyncEngine, mirror: BreakerMirror) -> None:
+    def __init__(self, engine: AsyncEngine, mirror: BreakerMirror, signal: ClaimSignal) -> None:
         self.engine = engine
         self.mirror = mirror
+        self.signal = signal
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator["JobTx"]:
         async with self.engine.begin() as connection:
-            yield JobTx(connection, self.mirror)
+            yield JobTx(connection, self.mirror, self.signal)
 
     def within(self, connection: AsyncConnection) -> "JobTx":
         """The statements of this store inside a transaction someone else opened (the mirror's)."""
-        return JobTx(connection, self.mirror)
+        return JobTx(connection, self.mirror, self.signal)
 
     # -- the outcome outbox (job_svc.forwarder) --------------------------------------------------
     # Each method is one short transaction: nothing is held open while a batch is on the wire.
@@ -173,12 +192,14 @@ _OUTBOX_COLUMNS = (breaker_outbox.c.id, breaker_outbox.c.dependency, breaker_out
 _MAX_ERROR = 2000
 
 
-class JobTx(HoldStatements):
-    """The statements of one transaction (those about holds are in `HoldStatements`)."""
+class JobTx(HoldStatements, LeaseStatements):
+    """The statements of one transaction (those about holds are in `HoldStatements`, those
+    about leases in `LeaseStatements`)."""
 
-    def __init__(self, connection: AsyncConnection, mirror: BreakerMirror) -> None:
+    def __init__(self, connection: AsyncConnection, mirror: BreakerMirror, signal: ClaimSignal) -> None:
         self.connection = connection
         self.mirror = mirror
+        self.signal = signal
         self.postgres = connection.dialect.name == "postgresql"
 
     # -- breaker states ------------------------------------------------------------------------
@@ -188,6 +209,22 @@ class JobTx(HoldStatements):
         a breaker change waits for it and then sees its jobs, or it waits for the change."""
         return await self.mirror.locked_states(self.connection, dependencies)
 
+    async def lock_hold_keys(self, keys: Sequence[str], *, exclusive: bool = False) -> None:
+        """Advisory locks on hold keys (`hold_key`), held until the transaction ends; PostgreSQL
+        only (SQLite transactions are serialised already).
+
+        Creating jobs takes them shared; whatever changes which holds a key implies (the mirror
+        storing a breaker state, a manual or campaign pause added or removed) takes its key
+        exclusive before it touches the jobs. So a create either commits before the change
+        touches the jobs (which then sees the new jobs), or waits for the change to commit
+        (and then sees the new state in `holds_apply`). Unlike share-locking the breaker rows,
+        this writes nothing to the rows (no MultiXact per create on a hot dependency) and
+        covers names with no row yet."""
+        if self.postgres and keys:
+            lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+            statement = text(f"SELECT {lock}(:class_id, hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k")
+            await self.connection.execute(statement, {"class_id": HOLD_LOCK_CLASS, "keys": sorted(set(keys))})
+
     async def breaker_views(self) -> dict[str, Any]:
         return await self.mirror.known_states(self.connection)
 
@@ -195,37 +232,67 @@ class JobTx(HoldStatements):
         query = select(breaker_watch_cursor.c.applied_revision).where(breaker_watch_cursor.c.id == 1)
         return await self.connection.scalar(query)
 
+    # -- waking waiting claims -----------------------------------------------------------------
+
+    async def announce_claimable(self, due: datetime | None = None) -> None:
+        """Tells the waiting claims of every replica that jobs became claimable (at `due`, or
+        now): NOTIFY on PostgreSQL (sent at commit, dropped on rollback); on SQLite the signal
+        of this process at once (a woken claim waits for this transaction's write lock)."""
+        if self.postgres:
+            await self.connection.execute(select(func.pg_notify(CHANNEL, encode_due(due))))
+        else:
+            self.signal.wake_at(due)
+
+    async def next_due(self, now: datetime) -> datetime | None:
+        """The earliest run time of a pending job not yet due (scheduled or backing off)."""
+        pending = bindparam("pending", JobStatus.PENDING, type_=JOB_STATUS, literal_execute=True)
+        return await self.connection.scalar(select(func.min(jobs.c.run_after)).where(jobs.c.status == pending, jobs.c.run_after > now))
+
     # -- jobs ----------------------------------------------------------------------------------
 
-    async def insert_job(self, job_id: str, new: NewJob, now: datetime) -> bool:
-        """Inserts a pending job; False when its request_id names an existing job."""
-        statement = self._insert(jobs).values(
-            id=job_id, campaign_id=new.campaign_id, job_type=new.job_type, payload=new.payload,
-            status=JobStatus.PENDING, attempts=0, max_attempts=new.max_attempts, lease_owner=None,
-            lease_expires_at=None, run_after=now, last_error="", request_id=new.request_id,
-            created_at=now, updated_at=now,
-        )
-        if new.request_id is not None:
-            statement = statement.on_conflict_do_nothing(index_elements=["request_id"], index_where=jobs.c.request_id.is_not(None))
-        if await self.connection.scalar(statement.returning(jobs.c.id)) is None:
-            return False
-        await self.connection.execute(
-            insert(job_dependencies), [{"job_id": job_id, "dependency": d} for d in new.dependencies]
-        )
-        return True
+    async def insert_jobs(self, new_jobs: Sequence[tuple[str, NewJob]], now: datetime) -> set[str]:
+        """Inserts pending jobs and their dependencies (two multi-row INSERTs); returns the ids
+        inserted: a job whose request_id names an existing job is skipped."""
+        rows = [
+            {
+                "id": job_id, "campaign_id": new.campaign_id, "job_type": new.job_type, "payload": new.payload,
+                "status": JobStatus.PENDING, "attempts": 0, "max_attempts": new.max_attempts, "provider_failures": 0,
+                "lease_owner": None, "lease_expires_at": None, "run_after": new.run_after(now), "last_error": "",
+                "request_id": new.request_id, "created_at": now, "updated_at": now, "priority": new.priority,
+                "result": None, "lease_expirations": 0,
+            }
+            for job_id, new in new_jobs
+        ]
+        inserted = set((await self.connection.execute(statements.insert_jobs(self.postgres), rows)).scalars())
+        links = [{"job_id": job_id, "dependency": d} for job_id, new in new_jobs if job_id in inserted for d in new.dependencies]
+        if links:
+            await self.connection.execute(insert(job_dependencies), links)
+        return inserted
 
-    async def job_id_for_request(self, request_id: str) -> str:
-        job_id = await self.connection.scalar(select(jobs.c.id).where(jobs.c.request_id == request_id))
-        if job_id is None:
-            raise NotFound(f"no job has request_id {request_id!r}")
-        return job_id
+    async def holds_apply(self, dependencies: set[str], campaign_ids: set[str], due: datetime | None) -> bool:
+        """Whether a hold applies to new jobs of these dependencies and campaigns: the fast
+        path of a create checks this one statement and skips `settle` when nothing applies. On
+        PostgreSQL the same statement announces the jobs to waiting claims."""
+        values = {"dependencies": sorted(dependencies), "campaign_ids": sorted(campaign_ids), "payload": encode_due(due)}
+        held = bool((await self.connection.execute(statements.holds_apply(self.postgres), values)).first().held)
+        if not self.postgres:
+            self.signal.wake_at(due)
+        return held
+
+    async def job_ids_for_requests(self, request_ids: Sequence[str]) -> dict[str, str]:
+        query = select(jobs.c.request_id, jobs.c.id).where(jobs.c.request_id.in_(request_ids))
+        found = {row.request_id: row.id for row in await self.connection.execute(query)}
+        missing = set(request_ids) - found.keys()
+        if missing:  # only when a job was deleted between the conflict and this read
+            raise NotFound(f"no job has request_id {sorted(missing)[0]!r}")
+        return found
 
     async def lock_job(self, job_id: str) -> Job:
         """The job, row-locked until the transaction ends (PostgreSQL)."""
         query = select(jobs).where(jobs.c.id == job_id)
         if self.postgres:
             query = query.with_for_update()
-        found = await self._jobs_from_rows(list(await self.connection.execute(query)))
+        found = await self.jobs_from_rows(list(await self.connection.execute(query)))
         if not found:
             raise NotFound(f"job {job_id} does not exist")
         return found[0]
@@ -233,15 +300,15 @@ class JobTx(HoldStatements):
     async def load_jobs(self, job_ids: Sequence[str]) -> list[Job]:
         loaded: list[Job] = []
         for chunk in chunks(job_ids):
-            loaded += await self._jobs_from_rows(list(await self.connection.execute(select(jobs).where(jobs.c.id.in_(chunk)))))
+            loaded += await self.jobs_from_rows(list(await self.connection.execute(select(jobs).where(jobs.c.id.in_(chunk)))))
         return sorted(loaded, key=lambda job: (job.created_at, job.id))
-
-    async def update_job(self, job_id: str, **values: Any) -> None:
-        await self.connection.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
 
     async def finish_job(self, job_id: str, status: JobStatus, now: datetime, **values: Any) -> None:
         """A final status: the lease ends and the holds go (they no longer mean anything)."""
-        await self.update_job(job_id, status=status, lease_owner=None, lease_expires_at=None, updated_at=now, **values)
+        await self.connection.execute(
+            update(jobs).where(jobs.c.id == job_id)
+            .values(status=status, lease_owner=None, lease_expires_at=None, updated_at=now, **values)
+        )
         await self.connection.execute(delete(job_holds).where(job_holds.c.job_id == job_id))
 
     async def list_jobs(self, where: ListFilter, after: tuple[datetime, str] | None, limit: int) -> list[Job]:
@@ -252,92 +319,84 @@ class JobTx(HoldStatements):
             query = query.where(jobs.c.campaign_id == where.campaign_id)
         if where.dependency is not None:
             query = query.where(jobs_of_dependency(where.dependency))
+        if where.job_type is not None:
+            query = query.where(jobs.c.job_type == where.job_type)
         if after is not None:
             created_at, job_id = after
             query = query.where(or_(jobs.c.created_at > created_at, and_(jobs.c.created_at == created_at, jobs.c.id > job_id)))
-        return await self._jobs_from_rows(list(await self.connection.execute(query)))
+        return await self.jobs_from_rows(list(await self.connection.execute(query)))
 
-    async def _jobs_from_rows(self, rows: list[Any]) -> list[Job]:
+    async def statuses_of(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        found: dict[str, JobStatus] = {}
+        for chunk in chunks(job_ids):
+            found |= {row.id: row.status for row in await self.connection.execute(select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(chunk)))}
+        return found
+
+    async def jobs_from_rows(self, rows: list[Any]) -> list[Job]:
+        """Jobs from rows of `jobs`; their dependencies come from a `dependency_list` column when
+        the statement returned one, else from one more query. Holds are read only for jobs
+        that can have any (finished jobs lose theirs)."""
         if not rows:
             return []
         ids = [row.id for row in rows]
-        dependencies: dict[str, list[str]] = {job_id: [] for job_id in ids}
-        query = select(job_dependencies).where(job_dependencies.c.job_id.in_(ids)).order_by(job_dependencies.c.dependency)
-        for row in await self.connection.execute(query):
-            dependencies[row.job_id].append(row.dependency)
+        if "dependency_list" in rows[0]._fields:
+            dependencies = {row.id: sorted(row.dependency_list.split(",")) for row in rows}
+        else:
+            dependencies = {job_id: [] for job_id in ids}
+            query = select(job_dependencies).where(job_dependencies.c.job_id.in_(ids)).order_by(job_dependencies.c.dependency)
+            for row in await self.connection.execute(query):
+                dependencies[row.job_id].append(row.dependency)
         holds: dict[str, list[Hold]] = {job_id: [] for job_id in ids}
-        query = select(job_holds).where(job_holds.c.job_id.in_(ids)).order_by(job_holds.c.created_at, job_holds.c.kind, job_holds.c.dependency)
-        for row in await self.connection.execute(query):
-            holds[row.job_id].append(Hold(row.kind, row.dependency, row.revision, row.reason, row.created_at))
+        unfinished = [row.id for row in rows if row.status in UNFINISHED_STATUSES and row.status is not JobStatus.PENDING]
+        if unfinished:
+            query = select(job_holds).where(job_holds.c.job_id.in_(unfinished)).order_by(job_holds.c.created_at, job_holds.c.kind, job_holds.c.dependency)
+            for row in await self.connection.execute(query):
+                holds[row.job_id].append(Hold(row.kind, row.dependency, row.revision, row.reason, row.created_at))
         return [
             Job(
                 id=row.id, campaign_id=row.campaign_id, job_type=row.job_type, dependencies=tuple(dependencies[row.id]),
                 payload=row.payload, status=row.status, attempts=row.attempts, max_attempts=row.max_attempts,
                 lease_owner=row.lease_owner, lease_expires_at=row.lease_expires_at, run_after=row.run_after,
                 last_error=row.last_error, holds=tuple(holds[row.id]), created_at=row.created_at, updated_at=row.updated_at,
-                provider_failures=row.provider_failures,
+                provider_failures=row.provider_failures, priority=row.priority, result=row.result,
+                lease_expirations=row.lease_expirations,
             )
             for row in rows
         ]
 
-    # -- the queue -----------------------------------------------------------------------------
+    # -- re-drive and retention ----------------------------------------------------------------
 
-    async def claim(self, request: ClaimRequest, now: datetime) -> list[str]:
-        """Leases up to `max_jobs` runnable jobs, oldest first, in one statement; SKIP LOCKED on
-        PostgreSQL, so concurrent claimers take different jobs instead of waiting for each other.
-
-        Runnable is `pending` and due, nothing more: a job with a hold, or whose breaker blocks,
-        is `paused`, since every statement that adds a hold or stores a blocking state pauses
-        the jobs in the same transaction (holds.py). So the claim walks ix_jobs_status_created
-        in order and stops at the limit; re-checking holds and breaker states here would invite
-        the planner to scan and sort the whole queue when its statistics misjudge them."""
-        candidate = jobs.alias("candidate")
-        conditions = [candidate.c.status == JobStatus.PENDING, candidate.c.run_after <= now]
-        if request.dependencies:
-            other = job_dependencies.alias("other")
-            conditions.append(~exists().where(other.c.job_id == candidate.c.id, other.c.dependency.not_in(request.dependencies)))
-        if request.job_type is not None:
-            conditions.append(candidate.c.job_type == request.job_type)
-        chosen = select(candidate.c.id).where(*conditions).order_by(candidate.c.created_at, candidate.c.id).limit(request.max_jobs)
-        if self.postgres:
-            chosen = chosen.with_for_update(skip_locked=True, of=candidate)
+    async def redrive(self, selector: RedriveSelector, now: datetime) -> list[str]:
+        """Failed or cancelled jobs back to pending, attempts and counters from zero; `settle`
+        then holds those that must wait."""
+        conditions = [jobs.c.status.in_(selector.statuses)]
+        if selector.ids:
+            conditions.append(jobs.c.id.in_(selector.ids))
+        if selector.job_type is not None:
+            conditions.append(jobs.c.job_type == selector.job_type)
+        if selector.campaign_id is not None:
+            conditions.append(jobs.c.campaign_id == selector.campaign_id)
         statement = (
             update(jobs)
-            .where(jobs.c.id.in_(chosen))
+            .where(*conditions)
             .values(
-                status=JobStatus.PROCESSING, lease_owner=request.worker_id,
-                lease_expires_at=now + timedelta(seconds=request.lease_s), updated_at=now,
-            )
-            .returning(jobs.c.id)
-        )
-        return list((await self.connection.execute(statement)).scalars())
-
-    async def has_expired_leases(self, now: datetime) -> bool:
-        processing = bindparam("processing", JobStatus.PROCESSING, type_=JOB_STATUS, literal_execute=True)
-        query = select(jobs.c.id).where(jobs.c.status == processing, jobs.c.lease_expires_at < now).limit(1)
-        return await self.connection.scalar(query) is not None
-
-    async def requeue_expired(self, now: datetime) -> list[str]:
-        """Processing jobs whose lease has ended go back to the queue (no attempt spent: the
-        worker, not the job, is gone); `settle` then holds those that must wait."""
-        expired = jobs.alias("expired")
-        # The status is inlined so that the partial index ix_jobs_lease applies to any plan.
-        processing = bindparam("processing", JobStatus.PROCESSING, type_=JOB_STATUS, literal_execute=True)
-        chosen = select(expired.c.id).where(expired.c.status == processing, expired.c.lease_expires_at < now)
-        if self.postgres:
-            chosen = chosen.with_for_update(skip_locked=True, of=expired)
-        statement = (
-            update(jobs)
-            .where(jobs.c.id.in_(chosen))
-            .values(
-                status=JobStatus.PENDING, lease_owner=None, lease_expires_at=None, updated_at=now,
-                last_error=literal("lease of ", Text) + jobs.c.lease_owner + literal(" expired", Text),
+                status=JobStatus.PENDING, attempts=0, provider_failures=0, lease_expirations=0, result=None,
+                run_after=now, updated_at=now,
             )
             .returning(jobs.c.id)
         )
         job_ids = list((await self.connection.execute(statement)).scalars())
         await self.settle(job_ids, now)
         return job_ids
+
+    async def delete_finished(self, before: datetime, limit: int) -> int:
+        """Deletes up to `limit` completed or cancelled jobs last changed before `before`
+        (their dependencies and holds go with them: ON DELETE CASCADE)."""
+        finished = bindparam("finished", [JobStatus.COMPLETED, JobStatus.CANCELLED], type_=JOB_STATUS, expanding=True, literal_execute=True)
+        oldest = select(jobs.c.id).where(jobs.c.status.in_(finished), jobs.c.updated_at < before).order_by(jobs.c.updated_at).limit(limit)
+        if self.postgres:
+            oldest = oldest.with_for_update(skip_locked=True)
+        return (await self.connection.execute(delete(jobs).where(jobs.c.id.in_(oldest)))).rowcount
 
     async def add_outcomes(self, outcomes: list[Outcome], now: datetime) -> None:
         if outcomes:

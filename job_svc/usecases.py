@@ -8,9 +8,9 @@ the applied revision.
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
 import structlog
@@ -18,29 +18,37 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from job_svc import metrics
 from job_svc.domain import (
+    MAX_BATCH,
+    MAX_JOB_TYPE_LENGTH,
     ClaimRequest,
+    Finish,
     HoldKind,
     HoldSelector,
     Job,
     JobStatus,
     NewJob,
+    QueuePolicy,
+    RedriveSelector,
     RetryPolicy,
     check_cancellable,
     check_failed_dependency,
     check_lease,
     created_job,
+    distinct_finishes,
+    distinct_ids,
     finished,
     new_job_id,
     optional_uuid,
     plan_failure,
-    truncate_error,
+    validate_lease,
     validate_reason,
     validate_worker_id,
 )
-from job_svc.store import JobStore, JobTx, ListFilter, Outcome
-from services.errors import NotFound
+from job_svc.store import JobStore, JobTx, ListFilter, Outcome, hold_key
+from job_svc.wakeups import ClaimSignal
+from services.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.pagination import created_position, decode_page_token, encode_page_token, page_size, parse_created_position
-from services.validation import validate_dependency_name, validate_uuid
+from services.validation import validate_dependency_name, validate_text, validate_uuid
 from services.watch import BreakerState, BreakerView
 
 log = structlog.get_logger()
@@ -82,6 +90,27 @@ class JobPage:
     next_page_token: str
 
 
+@dataclass(frozen=True)
+class FinishReport:
+    """What a batch of finishes did: the new status of each applied one (absent: lease lost),
+    and the jobs themselves when the caller asked for them."""
+
+    statuses: dict[str, JobStatus]
+    jobs: dict[str, Job]
+
+
+@dataclass(frozen=True)
+class LeaseRenewal:
+    job_id: str
+    lease_expires_at: datetime | None  # None: lost
+
+
+def _hold_keys(new_jobs: Iterable[NewJob]) -> list[str]:
+    """The hold keys new jobs depend on: their dependencies and campaigns."""
+    keys = {hold_key(HoldKind.BREAKER, d) for new in new_jobs for d in new.dependencies}
+    return sorted(keys | {hold_key(HoldKind.CAMPAIGN, new.campaign_id) for new in new_jobs if new.campaign_id is not None})
+
+
 async def _shielded(work: Awaitable[T]) -> T:
     """Ending a claim is one transaction that a cancelled call must not cut short."""
     return await asyncio.shield(work)
@@ -96,6 +125,8 @@ class JobUseCases:
         retry_policy: RetryPolicy,
         max_payload_bytes: int,
         stale_after_s: float,
+        signal: ClaimSignal,
+        queue_policy: QueuePolicy = QueuePolicy(),
         clock: Callable[[], datetime] = utc_now,
         outcomes_written: Callable[[], None] = lambda: None,
     ) -> None:
@@ -104,22 +135,60 @@ class JobUseCases:
         self.retry_policy = retry_policy
         self.max_payload_bytes = max_payload_bytes
         self.stale_after_s = stale_after_s
+        self.signal = signal
+        self.queue_policy = queue_policy
         self.clock = clock
         self.outcomes_written = outcomes_written
 
     # -- jobs ----------------------------------------------------------------------------------
 
     async def create_job(self, new: NewJob) -> Job:
-        now, job_id = self.clock(), new_job_id()
+        return (await self.create_jobs([new]))[0]
+
+    async def create_jobs(self, batch: Sequence[NewJob]) -> list[Job]:
+        """Creates the jobs in one transaction; an item whose request_id names an existing job
+        (or an earlier item of the batch) gets that job. Returns them in request order."""
+        now = self.clock()
+        planned: dict[str, NewJob] = {}
+        item_ids: list[str] = []
+        id_of_request: dict[str, str] = {}
+        for new in batch:
+            if new.request_id is not None and new.request_id in id_of_request:
+                item_ids.append(id_of_request[new.request_id])
+                continue
+            job_id = new_job_id()
+            planned[job_id] = new
+            item_ids.append(job_id)
+            if new.request_id is not None:
+                id_of_request[new.request_id] = job_id
         async with self.store.transaction() as tx:
-            # Share-locks the job's breaker states: an opening that races this create either
-            # waits and then sees the job, or goes first and the job is created paused.
-            await tx.lock_breaker_states(new.dependencies)
-            if not await tx.insert_job(job_id, new, now):
-                return (await tx.load_jobs([await tx.job_id_for_request(new.request_id or "")]))[0]
-            if await tx.settle([job_id], now, created=True):
-                return (await tx.load_jobs([job_id]))[0]  # held at birth
-        return created_job(job_id, new, now)
+            await tx.lock_hold_keys(_hold_keys(planned.values()))
+            inserted = await tx.insert_jobs(list(planned.items()), now)
+            repeats = {job_id: new.request_id for job_id, new in planned.items() if job_id not in inserted}
+            existing = await tx.job_ids_for_requests([r for r in repeats.values() if r is not None]) if repeats else {}
+            fresh = {job_id: new for job_id, new in planned.items() if job_id in inserted}
+            held = await self._hold_new_jobs(tx, fresh, now) if fresh else False
+            first_id = {job_id: existing[request_id] for job_id, request_id in repeats.items() if request_id is not None}
+            loaded = await tx.load_jobs([*first_id.values(), *(fresh if held else ())])
+        jobs = {job_id: created_job(job_id, new, now) for job_id, new in fresh.items()} | {job.id: job for job in loaded}
+        return [jobs[first_id.get(job_id, job_id)] for job_id in item_ids]
+
+    async def _hold_new_jobs(self, tx: JobTx, fresh: dict[str, NewJob], now: datetime) -> bool:
+        """The fast path: one statement says whether any hold applies to the new jobs (and, on
+        PostgreSQL, announces them); only then does `settle` add the holds and pause them. The
+        shared hold-key locks taken first make this safe against a breaker opening or a pause
+        being added meanwhile (`JobTx.lock_hold_keys`). Returns whether any job was held."""
+        run_times = [new.run_after(now) for new in fresh.values()]
+        later = [t for t in run_times if t > now]
+        due_now = len(later) < len(run_times)
+        dependencies = {d for new in fresh.values() for d in new.dependencies}
+        campaigns = {new.campaign_id for new in fresh.values() if new.campaign_id is not None}
+        held = await tx.holds_apply(dependencies, campaigns, None if due_now else min(later))
+        if due_now and later:
+            await tx.announce_claimable(min(later))  # a batch both due now and scheduled
+        if held:
+            await tx.settle(list(fresh), now, created=True)
+        return held
 
     async def get_job(self, job_id: str) -> Job:
         job_id = validate_uuid(job_id)
@@ -130,15 +199,19 @@ class JobUseCases:
         return found[0]
 
     async def list_jobs(
-        self, *, requested_size: int, page_token: str, status: JobStatus | None, campaign_id: str, dependency: str
+        self, *, requested_size: int, page_token: str, status: JobStatus | None, campaign_id: str, dependency: str,
+        job_type: str = "",
     ) -> JobPage:
         size = page_size(requested_size)
         where = ListFilter(
             status=status,
             campaign_id=optional_uuid(campaign_id, "campaign_id"),
             dependency=validate_dependency_name(dependency) if dependency else None,
+            job_type=validate_text(job_type, "job_type", max_length=MAX_JOB_TYPE_LENGTH) or None,
         )
         filters = {"status": status.value if status else "", "campaign_id": where.campaign_id or "", "dependency": where.dependency or ""}
+        if where.job_type is not None:  # only then: tokens issued before this filter existed stay valid
+            filters["job_type"] = where.job_type
         after = parse_created_position(decode_page_token(page_token, filters))
         async with self.store.transaction() as tx:
             found = await tx.list_jobs(where, after, size + 1)
@@ -161,14 +234,23 @@ class JobUseCases:
     # -- the queue -----------------------------------------------------------------------------
 
     async def claim_jobs(self, request: ClaimRequest) -> list[Job]:
-        return await _shielded(self._claim(request))
+        """Claims at once; with a wait, an empty claim waits until something is announced as
+        claimable (or the re-check period passes) and claims again, until the wait ends or the
+        service shuts down."""
+        deadline = time.monotonic() + request.wait_s
+        while True:
+            generation = self.signal.generation
+            claimed = await _shielded(self._claim(request))
+            remaining_s = deadline - time.monotonic()
+            if claimed or remaining_s <= 0 or self.signal.closed:
+                return claimed
+            await self.signal.wait(generation, min(remaining_s, self.queue_policy.claim_recheck_s))
 
     async def _claim(self, request: ClaimRequest) -> list[Job]:
         now = self.clock()
         async with self.store.transaction() as tx:
-            expired = await self._requeue_expired(tx, now)
-            claimed = await tx.load_jobs(await tx.claim(request, now))
-        metrics.EXPIRED_LEASES.inc(len(expired))
+            await self._requeue_expired(tx, now)
+            claimed = await tx.claim(request, now)
         metrics.CLAIMS.inc(len(claimed))
         return claimed
 
@@ -177,73 +259,153 @@ class JobUseCases:
         async with self.store.transaction() as tx:
             expired = await self._requeue_expired(tx, self.clock())
         if expired:
-            metrics.EXPIRED_LEASES.inc(len(expired))
-            log.info("leases_expired", jobs=len(expired))
-        return len(expired)
+            log.info("leases_expired", jobs=expired)
+        return expired
 
-    @staticmethod
-    async def _requeue_expired(tx: JobTx, now: datetime) -> list[str]:
+    async def _requeue_expired(self, tx: JobTx, now: datetime) -> int:
         if not await tx.has_expired_leases(now):
-            return []
+            return 0
         # Breaker states before job rows (the lock order); settle then reads them stable.
         await tx.lock_breaker_states()
-        return await tx.requeue_expired(now)
+        requeued = await tx.requeue_expired(now, self.queue_policy.max_lease_expirations)
+        if requeued.pending:
+            await tx.announce_claimable()
+        if requeued.failed:
+            log.warning("jobs_failed_as_poison", jobs=len(requeued.failed), max_lease_expirations=self.queue_policy.max_lease_expirations)
+        expired = len(requeued.pending) + len(requeued.failed)
+        metrics.EXPIRED_LEASES.inc(expired)
+        return expired
 
-    async def complete_job(self, job_id: str, worker_id: str, call_duration_s: float | None) -> Job:
-        job_id, worker_id = validate_uuid(job_id), validate_worker_id(worker_id)
-        job = await _shielded(self._complete(job_id, worker_id, call_duration_s))
-        self.outcomes_written()
-        return job
-
-    async def _complete(self, job_id: str, worker_id: str, call_duration_s: float | None) -> Job:
+    async def renew_leases(self, worker_id: str, job_ids: Sequence[str], lease_s: float | None) -> list[LeaseRenewal]:
+        worker_id, lease_s = validate_worker_id(worker_id), validate_lease(lease_s)
+        if not 1 <= len(job_ids) <= MAX_BATCH:
+            raise InvalidArgument(f"ids must hold between 1 and {MAX_BATCH} job ids, got {len(job_ids)}")
+        job_ids = distinct_ids(list(job_ids), "ids")
         now = self.clock()
+        expires = now + timedelta(seconds=lease_s)
         async with self.store.transaction() as tx:
-            job = await tx.lock_job(job_id)
-            check_lease(job, worker_id)
-            await tx.finish_job(job_id, JobStatus.COMPLETED, now)
-            # Forwarded to breaker_svc by the outbox forwarder: never lost, never blocking.
-            await tx.add_outcomes([Outcome(d, True, call_duration_s) for d in job.dependencies], now)
-        return finished(job, JobStatus.COMPLETED, now)
+            held = await tx.renew(worker_id, job_ids, expires, now)
+        return [LeaseRenewal(job_id, expires if job_id in held else None) for job_id in job_ids]
+
+    async def complete_job(self, job_id: str, worker_id: str, call_duration_s: float | None, result: dict | None = None) -> Job:
+        finish = Finish.completion(job_id, call_duration_s, result, self.max_payload_bytes)
+        return await self._finish_one(validate_worker_id(worker_id), finish)
 
     async def fail_job(
         self, job_id: str, worker_id: str, error: str, failed_dependency: str, call_duration_s: float | None
     ) -> Job:
-        job_id, worker_id = validate_uuid(job_id), validate_worker_id(worker_id)
-        if failed_dependency:
-            validate_dependency_name(failed_dependency, "failed_dependency")
-        job = await _shielded(self._fail(job_id, worker_id, truncate_error(error), failed_dependency, call_duration_s))
-        self.outcomes_written()
-        return job
+        finish = Finish.failure(job_id, call_duration_s, error, failed_dependency)
+        return await self._finish_one(validate_worker_id(worker_id), finish)
 
-    async def _fail(
-        self, job_id: str, worker_id: str, error: str, failed_dependency: str, call_duration_s: float | None
-    ) -> Job:
+    async def _finish_one(self, worker_id: str, finish: Finish) -> Job:
+        """CompleteJob and FailJob: a batch of one that answers with the job, or says why the
+        worker does not hold its lease (FAILED_PRECONDITION; NOT_FOUND for no such job)."""
+        report = await _shielded(self._finish(worker_id, [finish], respond_with_jobs=True))
+        self.outcomes_written()
+        if finish.job_id in report.jobs:
+            return report.jobs[finish.job_id]
+        job = await self.get_job(finish.job_id)
+        check_lease(job, worker_id, self.clock())
+        raise FailedPrecondition(f"the lease of job {job.id} ended before this call")
+
+    async def finish_jobs(self, worker_id: str, finishes: Sequence[Finish]) -> dict[str, JobStatus]:
+        """FinishJobs: applies each finish whose lease the worker still holds; returns the new
+        status of those (an id missing from the answer lost its lease: nothing applied)."""
+        worker_id = validate_worker_id(worker_id)
+        finishes = distinct_finishes(list(finishes))
+        report = await _shielded(self._finish(worker_id, finishes, respond_with_jobs=False, batch_field="finishes"))
+        self.outcomes_written()
+        return report.statuses
+
+    async def _finish(
+        self, worker_id: str, finishes: Sequence[Finish], *, respond_with_jobs: bool, batch_field: str | None = None
+    ) -> FinishReport:
+        """One transaction: "set state if still held by this worker" for every finish, set-based.
+        Failures first, since they may put jobs back in the queue: breaker states are locked
+        before job rows (the lock order)."""
+        now = self.clock()
+        failures = [f for f in finishes if not f.succeeded]
+        completions = [f for f in finishes if f.succeeded]
+        statuses: dict[str, JobStatus] = {}
+        jobs: dict[str, Job] = {}
+        outcomes: list[Outcome] = []
+        async with self.store.transaction() as tx:
+            if failures:
+                labels = {f.job_id: f"{batch_field}[{i}]: " for i, f in enumerate(finishes)} if batch_field else {}
+                outcomes += await self._apply_failures(tx, worker_id, failures, now, statuses, labels)
+            if completions:
+                completed = await tx.complete_held(worker_id, completions, now, whole_rows=respond_with_jobs)
+                durations = {f.job_id: f.call_duration_s for f in completions}
+                for done in completed:
+                    statuses[done.job_id] = JobStatus.COMPLETED
+                    outcomes += [Outcome(d, True, durations[done.job_id]) for d in done.dependencies]
+                if respond_with_jobs:
+                    jobs |= {job.id: job for job in await tx.jobs_from_rows([done.row for done in completed])}
+            # Forwarded to breaker_svc by the outbox forwarder: never lost, never blocking.
+            await tx.add_outcomes(outcomes, now)
+            if respond_with_jobs and failures:
+                jobs |= {job.id: job for job in await tx.load_jobs([f.job_id for f in failures if f.job_id in statuses])}
+        return FinishReport(statuses, jobs)
+
+    async def _apply_failures(
+        self, tx: JobTx, worker_id: str, failures: list[Finish], now: datetime, statuses: dict[str, JobStatus],
+        labels: dict[str, str],
+    ) -> list[Outcome]:
+        """Plans and applies the failures whose lease is held; `labels` prefix an error with the
+        item it is about (FinishJobs)."""
+        await tx.lock_breaker_states()
+        held = {job.id: job for job in await tx.lock_held(worker_id, [f.job_id for f in failures], now)}
+        plans, outcomes = {}, []
+        for finish in failures:
+            job = held.get(finish.job_id)
+            if job is None:
+                continue  # lease lost: nothing applied
+            try:
+                provider = check_failed_dependency(job, finish.failed_dependency or "")
+            except InvalidArgument as error:  # the whole call fails: nothing is applied
+                raise InvalidArgument(labels.get(job.id, "") + error.message) from None
+            plans[job.id] = (plan_failure(job, provider, now, self.retry_policy), finish.error)
+            if provider is not None:
+                outcomes.append(Outcome(provider, False, finish.call_duration_s))
+        await tx.apply_failures(plans, now)
+        retried = [job_id for job_id, (plan, _) in plans.items() if plan.status is JobStatus.PENDING]
+        statuses |= {job_id: plan.status for job_id, (plan, _) in plans.items()}
+        statuses |= await tx.statuses_of(retried)  # pending, or paused by a hold
+        if retried:
+            await tx.announce_claimable(min(plans[job_id][0].run_after for job_id in retried))
+        return outcomes
+
+    async def redrive_jobs(self, selector: RedriveSelector) -> int:
         now = self.clock()
         async with self.store.transaction() as tx:
             await tx.lock_breaker_states()
-            job = await tx.lock_job(job_id)
-            check_lease(job, worker_id)
-            provider = check_failed_dependency(job, failed_dependency)
-            plan = plan_failure(job, provider, now, self.retry_policy)
-            if plan.status is JobStatus.FAILED:
-                await tx.finish_job(job_id, JobStatus.FAILED, now, attempts=plan.attempts, last_error=error)
-            else:
-                await tx.update_job(
-                    job_id, status=JobStatus.PENDING, attempts=plan.attempts, run_after=plan.run_after,
-                    provider_failures=plan.provider_failures, last_error=error, lease_owner=None,
-                    lease_expires_at=None, updated_at=now,
-                )
-                # Paused at once if a dependency's breaker is blocked or a pause applies.
-                await tx.settle([job_id], now)
-            if provider is not None:
-                await tx.add_outcomes([Outcome(provider, False, call_duration_s)], now)
-            return (await tx.load_jobs([job_id]))[0]
+            redriven = await tx.redrive(selector, now)
+            if redriven:
+                await tx.announce_claimable()
+        log.info("jobs_redriven", jobs=len(redriven))
+        return len(redriven)
+
+    async def delete_old_finished_jobs(self) -> int:
+        """Retention: completed and cancelled jobs older than the retention age go, one bounded
+        batch per transaction, so neither a lock nor a transaction grows with the backlog."""
+        policy = self.queue_policy
+        if policy.retention_s <= 0:
+            return 0
+        before, deleted = self.clock() - timedelta(seconds=policy.retention_s), 0
+        while True:
+            async with self.store.transaction() as tx:
+                batch = await tx.delete_finished(before, policy.retention_batch)
+            deleted += batch
+            if batch < policy.retention_batch:
+                return deleted
+            await asyncio.sleep(0)  # let calls in between batches
 
     # -- holds ---------------------------------------------------------------------------------
 
     async def pause_jobs(self, selector: HoldSelector, reason: str) -> int:
         reason = validate_reason(reason)
         async with self.store.transaction() as tx:
+            await tx.lock_hold_keys([hold_key(selector.kind, selector.key)], exclusive=True)
             held = await tx.add_pause(selector, reason, self.clock())
         log.info("jobs_paused", kind=selector.kind.value, key=selector.key, jobs=held)
         return held
@@ -251,7 +413,10 @@ class JobUseCases:
     async def resume_jobs(self, selector: HoldSelector) -> tuple[int, int]:
         async with self.store.transaction() as tx:
             await tx.lock_breaker_states()
+            await tx.lock_hold_keys([hold_key(selector.kind, selector.key)], exclusive=True)
             affected, resumed = await tx.remove_pause(selector, self.clock())
+            if resumed:
+                await tx.announce_claimable()
         metrics.RESUMED.labels(selector.kind.value).inc(resumed)
         log.info("jobs_resumed", kind=selector.kind.value, key=selector.key, jobs=affected, resumed=resumed)
         return affected, resumed
@@ -287,6 +452,9 @@ class JobUseCases:
         started, now = time.perf_counter(), self.clock()
         tx = self.store.within(connection)
         dependency, paused, released = new.dependency, 0, 0
+        # Waits for creates of this dependency's jobs in flight, and makes later ones wait for
+        # this transaction (JobTx.lock_hold_keys).
+        await tx.lock_hold_keys([hold_key(HoldKind.BREAKER, dependency)], exclusive=True)
         if new.state.blocks_calls or new.state is BreakerState.HALF_OPEN:
             # HALF_OPEN first holds every queued job too: after a reset or a missed event the
             # jobs may never have been held, and only the trial permits may run.
@@ -296,6 +464,8 @@ class JobUseCases:
         elif not new.state.blocks_calls:
             await tx.drop_breaker_holds(dependency)
             released = await tx.release_unheld_of_dependency(dependency, now)
+        if released:
+            await tx.announce_claimable()
         metrics.PAUSED.labels(HoldKind.BREAKER.value).inc(paused)
         metrics.RESUMED.labels(HoldKind.BREAKER.value).inc(released)
         log.info(

@@ -163,12 +163,14 @@ class TestFailures:
         with pytest.raises(InvalidArgument, match="not a dependency of job"):
             check_failed_dependency(a_job(), "perplexity")
 
-    def test_only_the_lease_owner_of_a_processing_job_may_end_it(self) -> None:
-        check_lease(a_job(), "w1")
+    def test_only_the_lease_owner_of_a_processing_job_may_end_it_before_the_lease_ends(self) -> None:
+        check_lease(a_job(), "w1", NOW)
         with pytest.raises(FailedPrecondition, match="another worker"):
-            check_lease(a_job(), "w2")
+            check_lease(a_job(), "w2", NOW)
         with pytest.raises(FailedPrecondition, match="is paused, not processing"):
-            check_lease(a_job(status=JobStatus.PAUSED), "w1")
+            check_lease(a_job(status=JobStatus.PAUSED), "w1", NOW)
+        with pytest.raises(FailedPrecondition, match="expired"):
+            check_lease(a_job(), "w1", NOW + timedelta(seconds=31))
 
     def test_long_errors_are_cut_not_refused(self) -> None:
         assert len(truncate_error("e" * (MAX_ERROR_LENGTH + 50))) == MAX_ERROR_LENGTH

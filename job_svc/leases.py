@@ -1,0 +1,152 @@
+"""The lease statements of job_svc's store: claim, renew, finish and expiry, set-based.
+
+A lease is held by `lease_owner` until `lease_expires_at`. Every statement that ends or extends
+one says "if still held by this worker" in its WHERE clause (River's batch completer), so a
+worker whose lease expired or moved changes nothing, however late its call arrives.
+
+`LeaseStatements` is the part of `store.JobTx` that deals with leases.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Text, case, cast, delete, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from job_svc import statements
+from job_svc.domain import ClaimRequest, FailurePlan, Finish, Job, JobStatus, poison_error
+from job_svc.holds import chunks
+from job_svc.tables import JOB_STATUS, job_holds, jobs
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A completion that was applied: the job (whole when asked for) and its dependencies."""
+
+    job_id: str
+    dependencies: tuple[str, ...]
+    row: Any
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """Jobs whose lease expired: back in the queue, or failed as poison."""
+
+    pending: list[str]
+    failed: list[str]
+
+
+class LeaseStatements:
+    """Mixed into `store.JobTx`, whose `jobs_from_rows` and (from HoldStatements) `settle`
+    these statements use."""
+
+    connection: AsyncConnection
+    postgres: bool
+
+    async def claim(self, request: ClaimRequest, now: datetime) -> list[Job]:
+        """Leases up to `max_jobs` runnable jobs in claim order (priority, run time, age), in
+        one statement that returns them with their dependencies; SKIP LOCKED on PostgreSQL, so
+        concurrent claimers take different jobs instead of waiting for each other.
+
+        Runnable is `pending` and due, nothing more: a job with a hold, or whose breaker blocks,
+        is `paused`, since every statement that adds a hold or stores a blocking state pauses
+        the jobs in the same transaction (holds.py). So the claim walks ix_jobs_claim in order
+        and stops at the limit; re-checking holds and breaker states here would invite the
+        planner to scan and sort the whole queue when its statistics misjudge them. A pending
+        job has no hold, so none is read."""
+        statement = statements.claim(self.postgres, bool(request.dependencies), request.job_type is not None)
+        values: dict[str, Any] = {
+            "now": now, "worker_id": request.worker_id, "max_jobs": request.max_jobs,
+            "b_lease_expires_at": now + timedelta(seconds=request.lease_s),
+        }
+        if request.dependencies:
+            values["dependencies"] = list(request.dependencies)
+        if request.job_type is not None:
+            values["b_job_type"] = request.job_type
+        claimed = await self.jobs_from_rows(list(await self.connection.execute(statement, values)))
+        return sorted(claimed, key=lambda job: (job.priority, job.run_after, job.created_at, job.id))
+
+    async def renew(self, worker_id: str, job_ids: Sequence[str], lease_expires_at: datetime, now: datetime) -> set[str]:
+        """Extends the leases `worker_id` still holds; returns their ids."""
+        values = {"ids": list(job_ids), "worker_id": worker_id, "now": now, "b_lease_expires_at": lease_expires_at}
+        return set((await self.connection.execute(statements.renew(self.postgres), values)).scalars())
+
+    async def complete_held(self, worker_id: str, finishes: Sequence[Finish], now: datetime, *, whole_rows: bool) -> list[Completed]:
+        """Completes, with their results, the jobs `worker_id` still holds among `finishes`, in
+        one UPDATE; their holds go (they no longer mean anything)."""
+        results = {f.job_id: f.result for f in finishes if f.result is not None}
+        values = {"ids": [f.job_id for f in finishes], "worker_id": worker_id, "now": now, "results": json.dumps(results)}
+        rows = list(await self.connection.execute(statements.complete(self.postgres, whole_rows), values))
+        completed = [Completed(row.id, tuple(sorted(row.dependency_list.split(","))), row) for row in rows]
+        await self.drop_holds([c.job_id for c in completed])
+        return completed
+
+    async def lock_held(self, worker_id: str, job_ids: Sequence[str], now: datetime) -> list[Job]:
+        """The jobs `worker_id` still holds among `job_ids`, row-locked, with their dependencies."""
+        values = {"ids": list(job_ids), "worker_id": worker_id, "now": now}
+        return await self.jobs_from_rows(list(await self.connection.execute(statements.lock_held(self.postgres), values)))
+
+    async def apply_failures(self, plans: dict[str, tuple[FailurePlan, str]], now: datetime) -> None:
+        """Each failed job's plan (status, attempts, next run) and error, in one executemany;
+        failed jobs lose their holds, retried ones get those that apply now (`settle`)."""
+        if not plans:
+            return
+        rows = [
+            {
+                "job_id": job_id, "new_status": plan.status, "new_attempts": plan.attempts, "new_run_after": plan.run_after,
+                "new_provider_failures": plan.provider_failures, "new_last_error": error, "now": now,
+            }
+            for job_id, (plan, error) in plans.items()
+        ]
+        await self.connection.execute(statements.apply_failure(), rows)
+        await self.drop_holds([job_id for job_id, (plan, _) in plans.items() if plan.status is JobStatus.FAILED])
+        await self.settle([job_id for job_id, (plan, _) in plans.items() if plan.status is JobStatus.PENDING], now)
+
+    async def drop_holds(self, job_ids: Sequence[str]) -> None:
+        for chunk in chunks(job_ids):
+            await self.connection.execute(delete(job_holds).where(job_holds.c.job_id.in_(chunk)))
+
+    # -- expiry --------------------------------------------------------------------------------
+
+    async def has_expired_leases(self, now: datetime) -> bool:
+        processing = statements.status_literal(JobStatus.PROCESSING)
+        query = select(jobs.c.id).where(jobs.c.status == processing, jobs.c.lease_expires_at < now).limit(1)
+        return await self.connection.scalar(query) is not None
+
+    async def requeue_expired(self, now: datetime, max_lease_expirations: int) -> Requeued:
+        """Processing jobs whose lease has ended go back to the queue (no attempt spent: the
+        worker, not the job, is gone), except those whose lease has now expired
+        `max_lease_expirations` times: a job that kills or hangs every worker that takes it
+        fails instead (poison protection). `settle` then holds the requeued that must wait."""
+        expired = jobs.alias("expired")
+        # The status is inlined so that the partial index ix_jobs_lease applies to any plan.
+        chosen = select(expired.c.id).where(expired.c.status == statements.status_literal(JobStatus.PROCESSING), expired.c.lease_expires_at < now)
+        if self.postgres:
+            chosen = chosen.with_for_update(skip_locked=True, of=expired)
+        poisoned = jobs.c.lease_expirations + 1 >= max_lease_expirations
+        before, after = poison_error(max_lease_expirations)
+        statement = (
+            update(jobs)
+            .where(jobs.c.id.in_(chosen))
+            .values(
+                status=case(
+                    (poisoned, cast(literal(JobStatus.FAILED.value), JOB_STATUS)),
+                    else_=cast(literal(JobStatus.PENDING.value), JOB_STATUS),
+                ),
+                last_error=case(
+                    (poisoned, literal(before, Text) + jobs.c.lease_owner + literal(after, Text)),
+                    else_=literal("lease of ", Text) + jobs.c.lease_owner + literal(" expired", Text),
+                ),
+                lease_expirations=jobs.c.lease_expirations + 1,
+                lease_owner=None, lease_expires_at=None, updated_at=now,
+            )
+            .returning(jobs.c.id, jobs.c.status)
+        )
+        rows = list(await self.connection.execute(statement))
+        requeued = Requeued([r.id for r in rows if r.status is JobStatus.PENDING], [r.id for r in rows if r.status is JobStatus.FAILED])
+        await self.drop_holds(requeued.failed)
+        await self.settle(requeued.pending, now)
+        return requeued
