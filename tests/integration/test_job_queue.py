@@ -1,0 +1,381 @@
+"""The queue's batch and waiting calls through a real gRPC channel, on PostgreSQL and on SQLite:
+CreateJobs, waiting claims and what wakes them, FinishJobs, RenewLeases, RedriveJobs, priority,
+scheduled starts, results, retention and poison protection."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, timedelta
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from job.v1 import job_pb2
+
+from job_svc.domain import HoldKind, NewJob, QueuePolicy, RetryPolicy
+from job_svc.store import hold_key
+from services.watch import BreakerState, Transition
+from tests.support.job import (
+    RunningJobs,
+    claim_request,
+    create_jobs,
+    create_request,
+    database_of,
+    expect_error,
+    job_settings,
+    running_jobs,
+    unique,
+)
+
+S = job_pb2
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+HELD, LOST = S.LEASE_RESULT_HELD, S.LEASE_RESULT_LOST
+# Waiting claims here are woken only by announcements: the safety-net re-check is far away.
+POLICY = QueuePolicy(max_lease_expirations=2, claim_recheck_s=30.0, retention_s=3600.0, retention_batch=2)
+FAST_RETRY = RetryPolicy(base_s=0.3, max_s=1.0)
+
+
+@pytest.fixture(scope="module", params=["postgres", "sqlite"])
+async def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    async with database_of(request.param, tmp_path_factory) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def svc(backend_url: str) -> AsyncIterator[RunningJobs]:
+    async with running_jobs(backend_url, queue_policy=POLICY, retry_policy=FAST_RETRY) as running:
+        await listening(running)
+        yield running
+
+
+async def listening(svc: RunningJobs) -> None:
+    if svc.app.engine.dialect.name == "postgresql":
+        await asyncio.wait_for(svc.app.listener.listening.wait(), 10)
+
+
+_revisions = iter(range(1, 1_000_000))
+
+
+async def transition(svc: RunningJobs, dependency: str, from_state: BreakerState, to_state: BreakerState) -> None:
+    await svc.app.mirror.apply_transition(Transition(next(_revisions), dependency, from_state, to_state, 1, "test"))
+
+
+def seconds(value: float) -> Duration:
+    duration = Duration()
+    duration.FromNanoseconds(int(value * 1e9))
+    return duration
+
+
+def waiting_claim(svc: RunningJobs, worker: str, dependencies: list[str], wait_s: float = 5.0) -> "asyncio.Task[job_pb2.ClaimJobsResponse]":
+    request = claim_request(worker, dependencies, 10)
+    request.wait.CopyFrom(seconds(wait_s))
+
+    async def claim() -> job_pb2.ClaimJobsResponse:
+        return await svc.stub.ClaimJobs(request)
+
+    return asyncio.create_task(claim())
+
+
+async def still_waiting(task: asyncio.Task, for_s: float = 0.3) -> None:
+    await asyncio.sleep(for_s)
+    assert not task.done(), "it finished before what it waits for happened"
+
+
+async def get(svc: RunningJobs, job_id: str) -> job_pb2.Job:
+    return (await svc.stub.GetJob(job_pb2.GetJobRequest(id=job_id))).job
+
+
+def completion(job_id: str, **result: object) -> job_pb2.JobFinish:
+    finish = job_pb2.JobFinish(id=job_id, completion=job_pb2.JobCompletion())
+    if result:
+        finish.completion.result.update(result)
+    return finish
+
+
+def failure(job_id: str, error: str, failed_dependency: str = "") -> job_pb2.JobFinish:
+    return job_pb2.JobFinish(id=job_id, failure=job_pb2.JobFailure(error=error, failed_dependency=failed_dependency))
+
+
+# -- CreateJobs ----------------------------------------------------------------------------------
+
+
+async def test_create_jobs_answers_in_request_order_and_repeats_return_the_first_job(svc: RunningJobs) -> None:
+    dependency, key = unique(), f"req-{uuid.uuid4()}"
+    first = (await svc.stub.CreateJob(create_request([dependency], request_id=key))).job
+    items = [create_request([dependency], job_type=f"t{i}") for i in range(3)]
+    items += [create_request([dependency], request_id=key), create_request([dependency], request_id="in-batch"),
+              create_request([dependency], request_id="in-batch", job_type="ignored")]
+    jobs = (await svc.stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=items))).jobs
+    assert [j.job_type for j in jobs[:3]] == ["t0", "t1", "t2"]
+    assert jobs[3] == first and jobs[4].id == jobs[5].id and jobs[5].job_type == "enrich"
+    listed = (await svc.stub.ListJobs(job_pb2.ListJobsRequest(dependency=dependency))).jobs
+    assert len(listed) == 5 and {j.id for j in listed} == {j.id for j in jobs}
+
+
+async def test_create_jobs_is_all_or_nothing_and_names_the_bad_item(svc: RunningJobs) -> None:
+    dependency = unique()
+    items = [create_request([dependency]), create_request([dependency], priority=101)]
+    await expect_error(lambda: svc.stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=items)), INVALID, "jobs[1]: priority")
+    assert not (await svc.stub.ListJobs(job_pb2.ListJobsRequest(dependency=dependency))).jobs
+    await expect_error(lambda: svc.stub.CreateJobs(job_pb2.CreateJobsRequest()), INVALID, "between 1 and 1000")
+    too_many = [create_request([dependency])] * 1001
+    await expect_error(lambda: svc.stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=too_many)), INVALID, "between 1 and 1000")
+
+
+async def test_created_jobs_of_an_open_breaker_are_paused_at_birth(svc: RunningJobs) -> None:
+    down, up = unique(), unique()
+    await transition(svc, down, BreakerState.CLOSED, BreakerState.OPEN)
+    items = [create_request([down]), create_request([up]), create_request([down, up])]
+    jobs = (await svc.stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=items))).jobs
+    assert [j.status for j in jobs] == [S.JOB_STATUS_PAUSED, S.JOB_STATUS_PENDING, S.JOB_STATUS_PAUSED]
+    assert [h.dependency for h in jobs[2].holds] == [down]
+
+
+async def test_priority_orders_claims_and_a_scheduled_start_waits(svc: RunningJobs) -> None:
+    dependency = unique()
+    later = create_request([dependency], priority=-100)
+    later.delay.CopyFrom(seconds(3600))
+    at = create_request([dependency], priority=-100)
+    at.run_time.FromDatetime(svc.clock() + timedelta(hours=1))
+    items = [create_request([dependency], priority=5), create_request([dependency], priority=-3), later, at, create_request([dependency])]
+    jobs = (await svc.stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=items))).jobs
+    assert jobs[2].run_after_time.ToDatetime(tzinfo=UTC) > svc.clock() + timedelta(minutes=59)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w", [dependency], 10))).jobs
+    assert [j.id for j in claimed] == [jobs[1].id, jobs[4].id, jobs[0].id]
+    assert [j.priority for j in claimed] == [-3, 0, 5]
+
+
+@pytest.mark.parametrize("fields, message", [({"priority": -101}, "priority"), ({"delay": Duration(seconds=-1)}, "delay")])
+async def test_create_refuses_bad_priority_and_start(svc: RunningJobs, fields: dict, message: str) -> None:
+    await expect_error(lambda: svc.stub.CreateJob(create_request(["openai"], **fields)), INVALID, message)
+
+
+async def test_list_jobs_filters_by_job_type(svc: RunningJobs) -> None:
+    dependency = unique()
+    await create_jobs(svc.stub, [dependency], 2, job_type="verify")
+    await create_jobs(svc.stub, [dependency], 1, job_type="enrich")
+    listed = (await svc.stub.ListJobs(job_pb2.ListJobsRequest(dependency=dependency, job_type="verify"))).jobs
+    assert [j.job_type for j in listed] == ["verify", "verify"]
+
+
+# -- waiting claims ------------------------------------------------------------------------------
+
+
+async def test_a_waiting_claim_is_woken_by_a_new_job(svc: RunningJobs) -> None:
+    dependency = unique()
+    claim = waiting_claim(svc, "waiter", [dependency])
+    await still_waiting(claim)
+    created = (await create_jobs(svc.stub, [dependency], 1))[0]
+    started = time.monotonic()
+    assert [j.id for j in (await asyncio.wait_for(claim, 3)).jobs] == [created.id]
+    assert time.monotonic() - started < 1.0
+
+
+async def test_a_waiting_claim_is_woken_by_a_breaker_closing(svc: RunningJobs) -> None:
+    dependency = unique()
+    await transition(svc, dependency, BreakerState.CLOSED, BreakerState.OPEN)
+    created = (await create_jobs(svc.stub, [dependency], 1))[0]
+    claim = waiting_claim(svc, "waiter", [dependency])
+    await still_waiting(claim)
+    await transition(svc, dependency, BreakerState.OPEN, BreakerState.CLOSED)
+    assert [j.id for j in (await asyncio.wait_for(claim, 3)).jobs] == [created.id]
+
+
+async def test_a_waiting_claim_is_woken_when_a_retry_backoff_ends(svc: RunningJobs) -> None:
+    dependency = unique()
+    created = (await create_jobs(svc.stub, [dependency], 1))[0]
+    await svc.stub.ClaimJobs(claim_request("w1", [dependency], 1))
+    await svc.stub.FailJob(job_pb2.FailJobRequest(id=created.id, worker_id="w1", error="try again"))
+    started = time.monotonic()
+    claimed = (await asyncio.wait_for(waiting_claim(svc, "w2", [dependency]), 5)).jobs
+    assert [j.id for j in claimed] == [created.id] and 0.1 < time.monotonic() - started < 2.0
+
+
+async def test_a_waiting_claim_is_woken_by_an_expired_lease_returned_to_the_queue(svc: RunningJobs) -> None:
+    dependency = unique()
+    created = (await create_jobs(svc.stub, [dependency], 1))[0]
+    await svc.stub.ClaimJobs(claim_request("doomed", [dependency], 1, lease_s=60))
+    claim = waiting_claim(svc, "heir", [dependency])
+    await still_waiting(claim)
+    svc.clock.advance(61)
+    await svc.app.jobs.requeue_expired()  # the sweeper's pass
+    assert [j.id for j in (await asyncio.wait_for(claim, 3)).jobs] == [created.id]
+
+
+async def test_a_wait_with_nothing_to_claim_ends_empty_and_a_bad_wait_is_refused(svc: RunningJobs) -> None:
+    started = time.monotonic()
+    assert not (await waiting_claim(svc, "idle", [unique()], wait_s=0.3)).jobs
+    assert 0.25 < time.monotonic() - started < 2.0
+    request = claim_request("w", ["openai"], 1)
+    request.wait.CopyFrom(seconds(61))
+    await expect_error(lambda: svc.stub.ClaimJobs(request), INVALID, "wait must be between 0s and 60s")
+
+
+# -- FinishJobs and RenewLeases ------------------------------------------------------------------
+
+
+async def test_finish_jobs_applies_what_the_worker_holds_and_reports_lost_leases(svc: RunningJobs) -> None:
+    a, b = unique(), unique()
+    jobs = await create_jobs(svc.stub, [a, b], 4, max_attempts=1)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [a, b], 3))).jobs
+    assert len(claimed) == 3
+    unclaimed = next(j for j in jobs if j.id not in {c.id for c in claimed})
+    request = job_pb2.FinishJobsRequest(worker_id="w1", finishes=[
+        completion(claimed[0].id, emails=3), failure(claimed[1].id, "503", failed_dependency=a),
+        failure(claimed[2].id, "bad input"), completion(unclaimed.id),
+    ])
+    results = (await svc.stub.FinishJobs(request)).results
+    assert [(r.id, r.lease_result, r.status) for r in results] == [
+        (claimed[0].id, HELD, S.JOB_STATUS_COMPLETED), (claimed[1].id, HELD, S.JOB_STATUS_PENDING),
+        (claimed[2].id, HELD, S.JOB_STATUS_FAILED), (unclaimed.id, LOST, S.JOB_STATUS_UNSPECIFIED),
+    ]
+    done = await get(svc, claimed[0].id)
+    assert dict(done.result) == {"emails": 3} and done.status == S.JOB_STATUS_COMPLETED
+    assert (await get(svc, claimed[1].id)).attempts == 0  # the provider's fault
+    assert (await get(svc, unclaimed.id)).status == S.JOB_STATUS_PENDING
+    again = (await svc.stub.FinishJobs(job_pb2.FinishJobsRequest(worker_id="w1", finishes=[completion(claimed[0].id)]))).results
+    assert [r.lease_result for r in again] == [LOST]
+
+
+async def test_finish_jobs_refuses_bad_items_and_applies_nothing(svc: RunningJobs) -> None:
+    dependency = unique()
+    await create_jobs(svc.stub, [dependency], 2)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 2))).jobs
+    bad_provider = job_pb2.FinishJobsRequest(worker_id="w1", finishes=[completion(claimed[0].id), failure(claimed[1].id, "x", "other")])
+    await expect_error(lambda: svc.stub.FinishJobs(bad_provider), INVALID, "finishes[1]: failed_dependency 'other'")
+    assert (await get(svc, claimed[0].id)).status == S.JOB_STATUS_PROCESSING
+    twice = job_pb2.FinishJobsRequest(worker_id="w1", finishes=[completion(claimed[0].id), completion(claimed[0].id)])
+    await expect_error(lambda: svc.stub.FinishJobs(twice), INVALID, "finishes[1]: job")
+    neither = job_pb2.FinishJobsRequest(worker_id="w1", finishes=[job_pb2.JobFinish(id=claimed[0].id)])
+    await expect_error(lambda: svc.stub.FinishJobs(neither), INVALID, "finishes[0]: set completion or failure")
+    big = completion(claimed[0].id, text="x" * 2000)
+    await expect_error(lambda: svc.stub.FinishJobs(job_pb2.FinishJobsRequest(worker_id="w1", finishes=[big])), INVALID, "result must be at most")
+
+
+async def test_complete_job_stores_its_result(svc: RunningJobs) -> None:
+    dependency = unique()
+    job = (await create_jobs(svc.stub, [dependency], 1))[0]
+    await svc.stub.ClaimJobs(claim_request("w1", [dependency], 1))
+    request = job_pb2.CompleteJobRequest(id=job.id, worker_id="w1")
+    request.result.update({"score": 0.9, "tags": ["a"]})
+    done = (await svc.stub.CompleteJob(request)).job
+    assert dict(done.result) == {"score": 0.9, "tags": ["a"]} and done == await get(svc, job.id)
+
+
+async def test_renewed_leases_outlive_their_first_end_and_lost_ones_refuse_late_results(svc: RunningJobs) -> None:
+    dependency = unique()
+    jobs = await create_jobs(svc.stub, [dependency], 2)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 2, lease_s=5))).jobs
+    renew = job_pb2.RenewLeasesRequest(worker_id="w1", ids=[claimed[0].id], lease_duration=seconds(60))
+    renewal = (await svc.stub.RenewLeases(renew)).renewals[0]
+    assert renewal.lease_result == HELD
+    assert renewal.lease_expire_time.ToDatetime(tzinfo=UTC) > svc.clock() + timedelta(seconds=55)
+    svc.clock.advance(10)  # the second lease has expired (not yet swept)
+    both = (await svc.stub.RenewLeases(job_pb2.RenewLeasesRequest(worker_id="w1", ids=[j.id for j in claimed]))).renewals
+    assert [r.lease_result for r in both] == [HELD, LOST] and not both[1].HasField("lease_expire_time")
+    late = job_pb2.CompleteJobRequest(id=claimed[1].id, worker_id="w1")
+    await expect_error(lambda: svc.stub.CompleteJob(late), grpc.StatusCode.FAILED_PRECONDITION, "expired")
+    other = (await svc.stub.RenewLeases(job_pb2.RenewLeasesRequest(worker_id="w2", ids=[claimed[0].id]))).renewals
+    assert [r.lease_result for r in other] == [LOST]
+    assert {j.id for j in jobs} == {j.id for j in claimed}
+
+
+async def test_renew_leases_checks_its_input(svc: RunningJobs) -> None:
+    some_id = str(uuid.uuid4())
+    await expect_error(lambda: svc.stub.RenewLeases(job_pb2.RenewLeasesRequest(worker_id="w", ids=[])), INVALID, "ids")
+    await expect_error(lambda: svc.stub.RenewLeases(job_pb2.RenewLeasesRequest(worker_id="", ids=[some_id])), INVALID, "worker_id")
+    twice = job_pb2.RenewLeasesRequest(worker_id="w", ids=[some_id, some_id])
+    await expect_error(lambda: svc.stub.RenewLeases(twice), INVALID, "ids[1]")
+    short = job_pb2.RenewLeasesRequest(worker_id="w", ids=[some_id], lease_duration=seconds(0.5))
+    await expect_error(lambda: svc.stub.RenewLeases(short), INVALID, "lease_duration")
+
+
+# -- RedriveJobs ---------------------------------------------------------------------------------
+
+
+async def test_redrive_puts_failed_and_cancelled_jobs_back_with_fresh_attempts(svc: RunningJobs) -> None:
+    dependency, campaign = unique(), str(uuid.uuid4())
+    failed, cancelled, pending = await create_jobs(svc.stub, [dependency], 3, max_attempts=1, campaign_id=campaign, job_type="redrive")
+    await svc.stub.ClaimJobs(claim_request("w1", [dependency], 1))
+    await svc.stub.FailJob(job_pb2.FailJobRequest(id=failed.id, worker_id="w1", error="broken"))
+    await svc.stub.CancelJob(job_pb2.CancelJobRequest(id=cancelled.id))
+    only_failed = job_pb2.RedriveJobsRequest(status=S.JOB_STATUS_FAILED, campaign_id=campaign)
+    assert (await svc.stub.RedriveJobs(only_failed)).redriven_count == 1
+    again = await get(svc, failed.id)
+    assert (again.status, again.attempts, again.last_error) == (S.JOB_STATUS_PENDING, 0, "broken")
+    assert (await svc.stub.RedriveJobs(job_pb2.RedriveJobsRequest(ids=[cancelled.id, pending.id]))).redriven_count == 1
+    assert (await get(svc, cancelled.id)).status == S.JOB_STATUS_PENDING
+
+
+async def test_redrive_refuses_an_empty_selection_and_other_statuses(svc: RunningJobs) -> None:
+    await expect_error(lambda: svc.stub.RedriveJobs(job_pb2.RedriveJobsRequest()), INVALID, "name the jobs")
+    pending = job_pb2.RedriveJobsRequest(status=S.JOB_STATUS_PENDING)
+    await expect_error(lambda: svc.stub.RedriveJobs(pending), INVALID, "failed or cancelled")
+
+
+async def test_redrive_needs_the_admin_token(backend_url: str) -> None:
+    server = replace(job_settings(backend_url).server, admin_token="s3cret")
+    async with running_jobs(backend_url, server=server) as secured:
+        request = job_pb2.RedriveJobsRequest(status=S.JOB_STATUS_FAILED)
+        await expect_error(lambda: secured.stub.RedriveJobs(request), grpc.StatusCode.UNAUTHENTICATED, "ADMIN_TOKEN")
+        response = await secured.stub.RedriveJobs(request, metadata=[("authorization", "Bearer s3cret")])
+        assert response.redriven_count >= 0
+
+
+# -- poison protection and retention (own services: they move the clock a long way) ---------------
+
+
+async def test_a_job_whose_lease_keeps_expiring_fails_and_can_be_redriven(backend_url: str) -> None:
+    async with running_jobs(backend_url, queue_policy=POLICY) as own:
+        dependency = unique()
+        job = (await create_jobs(own.stub, [dependency], 1))[0]
+        for expirations in (1, 2):
+            await own.stub.ClaimJobs(claim_request(f"crashing-{expirations}", [dependency], 1, lease_s=1))
+            own.clock.advance(2)
+            await own.app.jobs.requeue_expired()
+            seen = await get(own, job.id)
+            assert seen.lease_expirations == expirations
+        assert seen.status == S.JOB_STATUS_FAILED and seen.attempts == 0
+        assert "lease expired 2 times without a result, last held by crashing-2" in seen.last_error
+        assert (await own.stub.RedriveJobs(job_pb2.RedriveJobsRequest(ids=[job.id]))).redriven_count == 1
+        assert (await get(own, job.id)).lease_expirations == 0
+
+
+async def test_retention_deletes_old_completed_and_cancelled_jobs_in_batches(backend_url: str) -> None:
+    async with running_jobs(backend_url, queue_policy=POLICY) as own:
+        dependency = unique()
+        jobs = await create_jobs(own.stub, [dependency], 5, max_attempts=1)
+        claimed = (await own.stub.ClaimJobs(claim_request("w", [dependency], 3))).jobs
+        finishes = [completion(claimed[0].id), completion(claimed[1].id), failure(claimed[2].id, "kept for re-drive")]
+        await own.stub.FinishJobs(job_pb2.FinishJobsRequest(worker_id="w", finishes=finishes))
+        unfinished = [j for j in jobs if j.id not in {c.id for c in claimed}]
+        await own.stub.CancelJob(job_pb2.CancelJobRequest(id=unfinished[0].id))
+        assert await own.app.jobs.delete_old_finished_jobs() == 0  # not old yet
+        own.clock.advance(POLICY.retention_s + 1)
+        assert await own.app.jobs.delete_old_finished_jobs() >= 3  # in batches of 2
+        left = {j.id: j.status for j in (await own.stub.ListJobs(job_pb2.ListJobsRequest(dependency=dependency))).jobs}
+        assert left == {claimed[2].id: S.JOB_STATUS_FAILED, unfinished[1].id: S.JOB_STATUS_PENDING}
+
+
+# -- the create fast path against a breaker opening ----------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_a_create_racing_a_breaker_opening_ends_paused(postgres_url: str) -> None:
+    """The create has checked the breaker (closed) and not committed when the opening arrives:
+    the opening waits for the create's hold-key lock, then pauses the new job. (SQLite
+    serialises whole transactions: there is no interleaving to test there.)"""
+    async with running_jobs(postgres_url) as own:
+        dependency, job_id = unique(), str(uuid.uuid4())
+        new = NewJob.validated(request_id="", campaign_id="", job_type="race", dependencies=[dependency], payload={},
+                               max_attempts=0, max_payload_bytes=100)
+        async with own.app.store.transaction() as tx:
+            await tx.lock_hold_keys([hold_key(HoldKind.BREAKER, dependency)])
+            await tx.insert_jobs([(job_id, new)], own.clock())
+            assert not await tx.holds_apply({dependency}, set(), None)
+            opening = asyncio.create_task(transition(own, dependency, BreakerState.CLOSED, BreakerState.OPEN))
+            await still_waiting(opening)
+        await asyncio.wait_for(opening, 5)
+        assert (await get(own, job_id)).status == S.JOB_STATUS_PAUSED
