@@ -1,4 +1,4 @@
-"""Migration 0004 (priority, result, lost-lease count) upgrades a database holding jobs written by
+"""Migration 0005 (priority, result, lost-lease count) upgrades a database holding jobs written by
 the previous version and downgrades back, on PostgreSQL and SQLite."""
 
 import asyncio
@@ -17,7 +17,7 @@ JOB_COLUMNS = "id, campaign_id, job_type, payload, status, attempts, max_attempt
     "lease_expires_at, run_after, last_error, request_id, created_at, updated_at"
 
 
-async def write_jobs_as_version_0003(url: str) -> dict[str, str]:
+async def write_jobs_as_version_0004(url: str) -> dict[str, str]:
     """A pending, a completed and a paused job (with a hold), as the previous version wrote them."""
     ids = {status: str(uuid.uuid4()) for status in ("pending", "completed", "paused")}
     then = datetime.now(UTC) - timedelta(minutes=5)
@@ -49,10 +49,10 @@ async def job_rows(url: str) -> dict[str, str]:
     return rows
 
 
-async def test_0004_upgrades_jobs_of_the_previous_version_and_downgrades_back(database_url: str) -> None:
+async def test_0005_upgrades_jobs_of_the_previous_version_and_downgrades_back(database_url: str) -> None:
     config = alembic_config(database_url, MIGRATIONS_DIR)
-    await asyncio.to_thread(command.upgrade, config, "0003")
-    ids = await write_jobs_as_version_0003(database_url)
+    await asyncio.to_thread(command.upgrade, config, "0004")
+    ids = await write_jobs_as_version_0004(database_url)
     await asyncio.to_thread(command.upgrade, config, "head")
     async with running_jobs(database_url) as svc:
         jobs = {i: (await svc.stub.GetJob(job_pb2.GetJobRequest(id=i))).job for i in ids.values()}
@@ -64,6 +64,6 @@ async def test_0004_upgrades_jobs_of_the_previous_version_and_downgrades_back(da
         done = job_pb2.CompleteJobRequest(id=ids["pending"], worker_id="w")
         done.result.update({"ok": True})
         await svc.stub.CompleteJob(done)
-    await asyncio.to_thread(command.downgrade, config, "0003")
+    await asyncio.to_thread(command.downgrade, config, "0004")
     assert await job_rows(database_url) == {ids["pending"]: "completed", ids["completed"]: "completed", ids["paused"]: "paused"}
     await asyncio.to_thread(command.upgrade, config, "head")
