@@ -6,7 +6,8 @@ Store:      BREAKER_STORE (memory | redis, default memory), REDIS_URL (redis://1
 Batches:    BREAKER_BATCH_RETENTION_S (how long an outcome batch id is remembered, so a batch
             sent again is not counted again, default 600).
 Streams:    BREAKER_HEARTBEAT_S (quiet-stream heartbeat period, default 5),
-            BREAKER_WATCH_BUFFER (messages a subscriber may lag before its stream ends, default 1000).
+            BREAKER_WATCH_BUFFER (revisions a subscriber may lag before its stream ends: the size of the
+            hub's ring, default 1000).
 Timer:      BREAKER_TIMER_INTERVAL_S (how often breakers with a due open wait or half-open deadline
             are advanced, default 0.2).
 Defaults for breakers not configured with ConfigureBreaker (BREAKER_DEFAULT_*): WINDOW_TYPE
