@@ -1,0 +1,211 @@
+"""The breaker guard (services.client.BreakerClient) against pybreaker, in one run.
+
+    .venv/bin/python -m bench.guard [--rounds 7] [--processes 50] [--trips 10] [--seconds 5]
+
+breaker_svc runs as its own process (memory store) on loopback. Three measurements:
+
+1. Cost per call while closed, in interleaved rounds: our guard (`async with`, and the
+   SyncBreakerClient's `with` from a thread), pybreaker in memory (`with breaker.calling()`),
+   pybreaker with its Redis storage (CircuitRedisStorage, on the shared Redis under a throw-away
+   key prefix). The guarded call does nothing, so what is measured is the guard; our figure
+   includes the outcome's share of batching and sending (the flusher runs in the same process
+   and the same rounds). Printed: us per call (median over rounds and min..max), and ratios
+   pybreaker/ours per round (median and min..max).
+2. Time from a trip until guards in N client processes refuse calls: each process polls its
+   guard every millisecond; the bench trips the breaker with one failing RecordOutcome
+   (minimum_calls 1), timing from just before it is sent, then resets it and waits until every
+   process lets calls through again. p50/p99/max over processes x trips.
+3. Outcomes per second that one process's guards get counted by breaker_svc (memory store):
+   guarded calls in a tight loop for `--seconds`, counting what breaker_svc acknowledged.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pybreaker
+import redis
+from breaker.v1 import breaker_pb2 as pb
+
+from bench.common import REDIS_URL, p50_p99_ms, print_table, redis_prefix
+from services.client import BreakerClient, BreakerServiceClient, SyncBreakerClient
+from tests.support.processes import REPO, ServiceProcess, free_port
+
+DEPENDENCY = "openai"
+
+
+def start_breaker_svc(log_dir: Path) -> ServiceProcess:
+    port = free_port()
+    env = {"BREAKER_PORT": str(port), "BREAKER_STORE": "memory", "LOG_LEVEL": "warning", "BREAKER_HEARTBEAT_S": "1"}
+    return ServiceProcess("breaker_svc", port, env, log_dir).start()
+
+
+# --- 1. cost per closed call ---------------------------------------------------------------
+
+
+async def ours_async(breakers: BreakerClient, calls: int) -> float:
+    """Seconds per call; yields to the loop every 1,000 calls, as a real caller's awaits would."""
+    started = time.perf_counter()
+    for n in range(calls):
+        async with breakers.guard(DEPENDENCY):
+            pass
+        if n % 1000 == 999:
+            await asyncio.sleep(0)
+    while breakers.pending_outcomes:  # the outcomes' sending is part of the cost
+        await asyncio.sleep(0.001)
+    return (time.perf_counter() - started) / calls
+
+
+def ours_sync(breakers: SyncBreakerClient, calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        with breakers.guard(DEPENDENCY):
+            pass
+    while breakers.client.pending_outcomes:
+        time.sleep(0.001)
+    return (time.perf_counter() - started) / calls
+
+
+def pybreaker_calls(breaker: pybreaker.CircuitBreaker, calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        with breaker.calling():
+            pass
+    return (time.perf_counter() - started) / calls
+
+
+async def cost_per_call(target: str, rounds: int, calls: int, redis_calls: int) -> None:
+    async with redis_prefix() as prefix, BreakerClient(target, tls=None) as breakers:
+        sync_breakers = await asyncio.to_thread(SyncBreakerClient, target, tls=None)
+        redis_client = redis.Redis.from_url(REDIS_URL)
+        in_memory = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+        storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, redis_client, namespace=f"{prefix}pybreaker")
+        with_redis = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30, state_storage=storage)
+        samples: dict[str, list[float]] = {k: [] for k in ("ours", "ours_sync", "pybreaker", "pybreaker_redis")}
+        try:
+            await ours_async(breakers, calls // 10)  # warm-up
+            for _ in range(rounds):
+                samples["ours"].append(await ours_async(breakers, calls))
+                samples["ours_sync"].append(await asyncio.to_thread(ours_sync, sync_breakers, calls))
+                samples["pybreaker"].append(pybreaker_calls(in_memory, calls))
+                samples["pybreaker_redis"].append(await asyncio.to_thread(pybreaker_calls, with_redis, redis_calls))
+        finally:
+            await asyncio.to_thread(sync_breakers.close)
+            redis_client.close()
+        print(f"\n1. cost per closed call ({rounds} interleaved rounds; {calls:,} calls, {redis_calls:,} with Redis storage)")
+        rows = []
+        for name, values in samples.items():
+            us = [v * 1e6 for v in values]
+            ratio = [p / o for p, o in zip(values, samples["ours"], strict=True)]
+            rows.append((name, statistics.median(us), f"{min(us):.2f}..{max(us):.2f}", statistics.median(ratio), f"{min(ratio):.2f}..{max(ratio):.2f}"))
+        print_table(["guard", "us/call median", "min..max", "x ours (async)", "min..max"], rows)
+        if breakers.dropped_outcomes:
+            print(f"   (ours dropped {breakers.dropped_outcomes:,} outcomes)")
+
+
+# --- 2. trip propagation -----------------------------------------------------------------
+
+CHILD = """
+import asyncio, json, sys, time
+from services.client import BreakerClient, BreakerOpen
+
+async def main(target, flips):
+    refused_at = []
+    async with BreakerClient(target, tls=None) as breakers:
+        print("ready", flush=True)
+        refusing = False
+        while len(refused_at) < flips:
+            try:
+                async with breakers.guard("tripwire"):
+                    pass
+                refusing = False
+            except BreakerOpen:
+                if not refusing:
+                    refused_at.append(time.time())
+                refusing = True
+            await asyncio.sleep(0.001)
+    print(json.dumps(refused_at), flush=True)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+async def trip_propagation(target: str, processes: int, trips: int) -> None:
+    children = [
+        subprocess.Popen([sys.executable, "-c", CHILD, target, str(trips)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    async with BreakerServiceClient(target, tls=None) as admin:
+        config = pb.BreakerConfig(minimum_calls=1, failure_rate_threshold=50)
+        await admin.configure("tripwire", config, ["minimum_calls", "failure_rate_threshold"])
+        for child in children:
+            assert (await asyncio.to_thread(child.stdout.readline)).strip() == "ready"
+        tripped_at = []
+        for _ in range(trips):
+            await asyncio.sleep(0.3)
+            tripped_at.append(time.time())
+            await admin.record_outcome("tripwire", False)
+            await asyncio.sleep(0.4)  # every process sees it, then polls a little longer
+            await admin.reset("tripwire")
+        outputs = [json.loads(await asyncio.to_thread(child.stdout.readline)) for child in children]
+    for child in children:
+        child.wait(30)
+    delays = [refused - tripped for times in outputs for refused, tripped in zip(times, tripped_at, strict=True)]
+    p50, p99 = p50_p99_ms(delays)
+    print(f"\n2. trip -> refused in {processes} client processes ({trips} trips, {len(delays)} samples, guards polled every 1 ms)")
+    print_table(["", "p50 ms", "p99 ms", "max ms"], [("trip to refusal", p50, p99, max(delays) * 1000)])
+
+
+# --- 3. outcomes per second --------------------------------------------------------------
+
+
+async def outcome_throughput(target: str, seconds: float) -> None:
+    async with BreakerClient(target, tls=None) as breakers:
+        async def caller() -> None:
+            for n in range(10**12):
+                async with breakers.guard("throughput"):
+                    pass
+                if n % 200 == 199:
+                    await asyncio.sleep(0)
+
+        callers = [asyncio.create_task(caller()) for _ in range(4)]
+        await asyncio.sleep(0.5)  # warm up
+        start_recorded, start_dropped, started = breakers.recorded_outcomes, breakers.dropped_outcomes, time.perf_counter()
+        await asyncio.sleep(seconds)
+        recorded, dropped = breakers.recorded_outcomes - start_recorded, breakers.dropped_outcomes - start_dropped
+        elapsed = time.perf_counter() - started
+        for task in callers:
+            task.cancel()
+        await asyncio.gather(*callers, return_exceptions=True)
+    print(f"\n3. outcomes one process's guards get counted by breaker_svc (memory store), {seconds:g} s")
+    print_table(["", "counted/s", "dropped/s (bound reached)"], [("guards in a tight loop", recorded / elapsed, dropped / elapsed)])
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as log_dir:
+        breaker_svc = start_breaker_svc(Path(log_dir))
+        try:
+            print(f"breaker_svc (memory store) at {breaker_svc.address}; {os.cpu_count()} CPUs")
+            await cost_per_call(breaker_svc.address, args.rounds, args.calls, args.redis_calls)
+            await trip_propagation(breaker_svc.address, args.processes, args.trips)
+            await outcome_throughput(breaker_svc.address, args.seconds)
+        finally:
+            breaker_svc.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--redis-calls", type=int, default=3_000)
+    parser.add_argument("--processes", type=int, default=50)
+    parser.add_argument("--trips", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    asyncio.run(main(parser.parse_args()))
