@@ -13,7 +13,7 @@ breaker_svc runs as its own process (memory store) on loopback. Three measuremen
    pybreaker/ours per round (median and min..max).
 2. Time from a trip until guards in N client processes refuse calls: each process polls its
    guard every millisecond; the bench trips the breaker with one failing RecordOutcome
-   (minimum_calls 1), timing from just before it is sent, then resets it and waits until every
+   (consecutive_failure_threshold 1), timing from just before it is sent, then resets it and waits until every
    process lets calls through again. p50/p99/max over processes x trips.
 3. Outcomes per second that one process's guards get counted by breaker_svc (memory store):
    guarded calls in a tight loop for `--seconds`, counting what breaker_svc acknowledged.
@@ -58,7 +58,7 @@ async def ours_async(breakers: BreakerClient, calls: int) -> float:
             pass
         if n % 1000 == 999:
             await asyncio.sleep(0)
-    while breakers.pending_outcomes:  # the outcomes' sending is part of the cost
+    while breakers.unsent_outcomes:  # cutting and sending the batches is part of the cost
         await asyncio.sleep(0.001)
     return (time.perf_counter() - started) / calls
 
@@ -68,7 +68,7 @@ def ours_sync(breakers: SyncBreakerClient, calls: int) -> float:
     for _ in range(calls):
         with breakers.guard(DEPENDENCY):
             pass
-    while breakers.client.pending_outcomes:
+    while breakers.client.unsent_outcomes:
         time.sleep(0.001)
     return (time.perf_counter() - started) / calls
 
@@ -143,8 +143,8 @@ async def trip_propagation(target: str, processes: int, trips: int) -> None:
         for _ in range(processes)
     ]
     async with BreakerServiceClient(target, tls=None) as admin:
-        config = pb.BreakerConfig(minimum_calls=1, failure_rate_threshold=50)
-        await admin.configure("tripwire", config, ["minimum_calls", "failure_rate_threshold"])
+        # One failure trips it, however many successes the polling guards record meanwhile.
+        await admin.configure("tripwire", pb.BreakerConfig(consecutive_failure_threshold=1), ["consecutive_failure_threshold"])
         for child in children:
             assert (await asyncio.to_thread(child.stdout.readline)).strip() == "ready"
         tripped_at = []

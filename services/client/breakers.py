@@ -369,6 +369,11 @@ class BreakerClient:
         """Outcomes waiting to be sent or not yet acknowledged."""
         return len(self._outcomes.waiting) + self._outcomes.in_flight_outcomes
 
+    @property
+    def unsent_outcomes(self) -> int:
+        """Outcomes waiting to be sent."""
+        return len(self._outcomes.waiting)
+
     # --- admission -------------------------------------------------------------------------
 
     async def _admit(self, dependency: str) -> bool:
