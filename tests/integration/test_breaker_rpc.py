@@ -1,4 +1,5 @@
-"""Every BreakerService RPC over a real gRPC channel, including bad input and admin checks."""
+"""Every BreakerService RPC over a real gRPC channel, including bad input and admin checks, on
+both stores (in-process memory and Redis), and half-open permits through two replicas."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -11,16 +12,16 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from breaker_svc.store.memory import MemoryStore
-from tests.support.breaker import admin, fail, running_app, succeed
+from tests.support.breaker import admin, fail, make_store, running_app, succeed
 from tests.support.polling import eventually
 
 S = pb.BreakerState
 BAD_NAMES = ["", "OpenAI", "open ai", "-openai", "openai.", "a" * 64, "ünicode", "openai\n"]
 
 
-@pytest.fixture
-async def stub() -> AsyncIterator[breaker_pb2_grpc.BreakerServiceStub]:
-    async with running_app(MemoryStore()) as (_, stub):
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def stub(request: pytest.FixtureRequest, redis_url: str, redis_prefix: str) -> AsyncIterator[breaker_pb2_grpc.BreakerServiceStub]:
+    async with running_app(make_store(request.param, redis_url, redis_prefix)) as (_, stub):
         yield stub
 
 
@@ -139,6 +140,24 @@ async def test_the_timer_half_opens_with_no_traffic_and_exactly_the_permitted_tr
     response = await succeed(stub, "openai", 2)
     assert response.breaker.state == S.BREAKER_STATE_CLOSED
     assert response.transition.from_state == S.BREAKER_STATE_HALF_OPEN and "trial passed" in response.transition.reason
+
+
+@pytest.mark.redis
+async def test_two_replicas_on_one_redis_hand_out_exactly_the_permitted_trials_between_them(redis_url: str, redis_prefix: str) -> None:
+    async with (
+        running_app(make_store("redis", redis_url, redis_prefix)) as (_, first),
+        running_app(make_store("redis", redis_url, redis_prefix)) as (_, second),
+    ):
+        await fail(first, "openai", 4)
+
+        async def half_open() -> bool:
+            got = await second.GetBreaker(pb.GetBreakerRequest(dependency="openai"))
+            return got.breaker.state == S.BREAKER_STATE_HALF_OPEN
+
+        await eventually(half_open)
+        acquiring = [stub.Acquire(pb.AcquireRequest(dependency="openai")) for _ in range(15) for stub in (first, second)]
+        answers = await asyncio.gather(*acquiring)
+        assert sum(a.permitted for a in answers) == 2  # half_open_permitted_calls, not 2 per replica
 
 
 async def test_a_failed_trial_reopens_the_breaker(stub) -> None:
