@@ -70,8 +70,8 @@ class Page:
     now: float
 
 
-def validate_outcome(outcome: Outcome) -> Outcome:
-    domain.validate_dependency_name(outcome.dependency)
+def validate_result(outcome: Outcome) -> Outcome:
+    """The outcome's result and duration (its dependency is checked apart, once per name)."""
     if outcome.success is None:
         raise InvalidArgument("result is required: CALL_RESULT_SUCCESS or CALL_RESULT_FAILURE")
     if outcome.duration_s is not None and not (math.isfinite(outcome.duration_s) and outcome.duration_s >= 0):
@@ -116,7 +116,7 @@ class BreakerUseCases:
 
         Outcomes are validated before any is recorded, so a bad one records none of the batch.
         """
-        batch = [validate_outcome(o) for o in outcomes]
+        batch = [validate_result(o) for o in outcomes]
         if len(batch) > MAX_BATCH:
             raise InvalidArgument(f"a batch may hold at most {MAX_BATCH} outcomes, got {len(batch)}")
         if batch_id is not None:
@@ -124,6 +124,8 @@ class BreakerUseCases:
         by_dependency: dict[str, list[Outcome]] = {}
         for outcome in batch:
             by_dependency.setdefault(outcome.dependency, []).append(outcome)
+        for dependency in by_dependency:
+            domain.validate_dependency_name(dependency)
         mutations: list[Mutation[tuple[int, int]]] = []
         for dependency, run in by_dependency.items():
             mutations += await self._record_run(dependency, run, batch_id)
@@ -155,12 +157,9 @@ class BreakerUseCases:
 
         def fn(b: Breaker | None, now: float, counted: int) -> tuple[Breaker, Change | None, int]:
             b = b or self._new(run[0].dependency, now)
-            for n in range(counted, len(run)):
-                outcome = run[n]
-                b, change = domain.record_outcome(b, bool(outcome.success), outcome.duration_s, now)
-                if change is not None:
-                    return b, change, n + 1
-            return b, None, len(run)
+            rest = [(bool(o.success), o.duration_s) for o in run[counted:]]
+            b, change, recorded = domain.record_outcomes(b, rest, now)
+            return b, change, counted + recorded
 
         return fn
 

@@ -14,6 +14,7 @@ from breaker_svc.domain.machine import (
     force_open,
     new_breaker,
     record_outcome,
+    record_outcomes,
     reset,
 )
 from services.validation import validate_dependency_name
@@ -41,6 +42,7 @@ __all__ = [
     "force_open",
     "new_breaker",
     "record_outcome",
+    "record_outcomes",
     "reset",
     "validate_dependency_name",
 ]

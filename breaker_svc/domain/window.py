@@ -7,6 +7,7 @@ the underlying string or tuple is one memcpy, and it is bounded by the window si
 """
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,13 +51,24 @@ NO_CALLS = Tally()
 
 
 def outcome(*, failed: bool, slow: bool) -> Tally:
-    return Tally(1, int(failed), int(slow))
+    return _OUTCOMES[failed, slow]
+
+
+_OUTCOMES = {(f, s): Tally(1, int(f), int(s)) for f in (False, True) for s in (False, True)}
 
 
 # Count-based outcomes are one character each, so 10,000 calls are 10 kB of JSON:
 # the digit is a bit set, 1 = failed, 2 = slow.
 _CHAR_OF = {outcome(failed=f, slow=s): str(int(f) + 2 * int(s)) for f in (False, True) for s in (False, True)}
 _OUTCOME_OF = {char: o for o, char in _CHAR_OF.items()}
+
+# breached(calls, failed, slow, k): whether the window's figures after the k-th outcome of a run
+# (counting from 0) call for OPEN.
+Breached = Callable[[int, int, int, int], bool]
+
+
+def _sum(ones: Sequence[Tally]) -> Tally:
+    return Tally(sum(o.calls for o in ones), sum(o.failed_calls for o in ones), sum(o.slow_calls for o in ones))
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,28 @@ class CountWindow:
         evicted = _OUTCOME_OF[self.outcomes[0]]
         return CountWindow(self.size, self.outcomes[1:] + _CHAR_OF[one], self.totals - evicted + one)
 
+    def record_run(self, ones: Sequence[Tally], now: float) -> "CountWindow":
+        """The window after recording `ones` in order, in one step."""
+        if not ones:
+            return self
+        return self.counted(self.size, (self.outcomes + "".join(_CHAR_OF[o] for o in ones))[-self.size :])
+
+    def first_breach(self, ones: Sequence[Tally], now: float, breached: Breached) -> int | None:
+        """How many of `ones` are recorded when `breached` first holds on the running figures
+        (None if it never does), without building a window per outcome."""
+        combined = self.outcomes + "".join(_CHAR_OF[o] for o in ones)
+        start, (calls, failed, slow) = len(self.outcomes), self.totals.to_list()
+        for k in range(len(ones)):
+            code = int(combined[start + k])
+            calls, failed, slow = calls + 1, failed + (code & 1), slow + (code >> 1)
+            evicted_at = start + k - self.size
+            if evicted_at >= 0:
+                gone = int(combined[evicted_at])
+                calls, failed, slow = calls - 1, failed - (gone & 1), slow - (gone >> 1)
+            if breached(calls, failed, slow, k):
+                return k + 1
+        return None
+
     def tally(self, now: float) -> Tally:
         return self.totals
 
@@ -81,13 +115,18 @@ class CountWindow:
         return {"type": self.type.value, "size": self.size, "outcomes": self.outcomes}
 
     @classmethod
+    def counted(cls, size: int, outcomes: str) -> "CountWindow":
+        """The window holding `outcomes`, its totals counted."""
+        failed = outcomes.count("1") + outcomes.count("3")
+        slow = outcomes.count("2") + outcomes.count("3")
+        return cls(size, outcomes, Tally(len(outcomes), failed, slow))
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CountWindow":
         size, outcomes = d["size"], d["outcomes"]
         if len(outcomes) > size or not set(outcomes) <= _OUTCOME_OF.keys():
             raise ValueError(f"corrupt count-based window: {d!r:.200}")
-        failed = outcomes.count("1") + outcomes.count("3")
-        slow = outcomes.count("2") + outcomes.count("3")
-        return cls(size, outcomes, Tally(len(outcomes), failed, slow))
+        return cls.counted(size, outcomes)
 
 
 @dataclass(frozen=True)
@@ -114,6 +153,20 @@ class TimeWindow:
         else:
             buckets = buckets + ((second, one),)
         return TimeWindow(self.size, buckets, window.totals + one)
+
+    def record_run(self, ones: Sequence[Tally], now: float) -> "TimeWindow":
+        """The window after recording `ones` in order, in one step: at one `now` they all land
+        in the same bucket."""
+        return self.record(_sum(ones), now) if ones else self
+
+    def first_breach(self, ones: Sequence[Tally], now: float, breached: Breached) -> int | None:
+        """As CountWindow.first_breach: the running figures from the window at `now`."""
+        calls, failed, slow = self._evicted(now).totals.to_list()
+        for k, one in enumerate(ones):
+            calls, failed, slow = calls + one.calls, failed + one.failed_calls, slow + one.slow_calls
+            if breached(calls, failed, slow, k):
+                return k + 1
+        return None
 
     def tally(self, now: float) -> Tally:
         return self._evicted(now).totals

@@ -25,6 +25,7 @@ from breaker_svc.domain import (
     force_open,
     new_breaker,
     record_outcome,
+    record_outcomes,
     reset,
 )
 
@@ -268,3 +269,56 @@ def test_the_open_wait_backs_off_by_the_multiplier_and_never_exceeds_the_cap(con
     assert all(w <= config.max_open_wait_s for w in waits)
     assert waits == sorted(waits)
     assert waits[0] == config.open_wait_s
+
+
+# --- record_outcomes: a batch in one step is the same as its outcomes one by one -------------
+
+BATCH_CONFIGS = st.integers(1, 12).flatmap(
+    lambda size: st.builds(
+        BreakerConfig,
+        window_type=st.sampled_from(list(WindowType)),
+        window_size=st.just(size),
+        minimum_calls=st.integers(1, size),
+        failure_rate_threshold=st.sampled_from([10.0, 50.0, 100.0]),
+        slow_call_rate_threshold=st.sampled_from([50.0, 100.0]),
+        slow_call_duration_threshold_s=st.just(SLOW_S),
+        consecutive_failure_threshold=st.integers(0, 5),
+        half_open_permitted_calls=st.integers(1, 4),
+    )
+)
+OUTCOMES = st.lists(st.tuples(st.booleans(), st.sampled_from([None, 0.1, SLOW_S])), max_size=30)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    config=BATCH_CONFIGS,
+    before=OUTCOMES,
+    batch=OUTCOMES,
+    state=st.sampled_from([None, "open", "forced_open", "forced_close", "half_open"]),
+    seconds=st.lists(st.integers(0, 3), min_size=2, max_size=2),
+)
+def test_record_outcomes_equals_recording_each_in_turn(config, before, batch, state, seconds) -> None:
+    now = T0
+    b = new_breaker("openai", config, now)
+    for success, duration in before:
+        b, _ = record_outcome(b, success, duration, now)
+    now += seconds[0]
+    if state == "open" and b.state is S.CLOSED:
+        b, _ = force_open(b, "", now)
+        b, _ = reset(b, now)
+    if state == "forced_open":
+        b, _ = force_open(b, "", now)
+    elif state == "forced_close":
+        b, _ = force_close(b, "", now)
+    elif state == "half_open" and b.state is S.OPEN:
+        b, _ = advance(b, b.open_until)
+        now = max(now, b.state_changed_at)
+    now += seconds[1]
+
+    one_by_one, change, n = b, None, 0
+    for success, duration in batch:
+        one_by_one, change = record_outcome(one_by_one, success, duration, now)
+        n += 1
+        if change is not None:
+            break
+    assert record_outcomes(b, batch, now) == (one_by_one, change, n)
