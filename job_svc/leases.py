@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, case, cast, delete, literal, select, update
+from sqlalchemy import Text, case, cast, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from job_svc import statements
 from job_svc.domain import ClaimRequest, FailurePlan, Finish, Job, JobStatus, poison_error
 from job_svc.holds import chunks
-from job_svc.tables import JOB_STATUS, job_holds, jobs
+from job_svc.tables import JOB_STATUS, breaker_outbox, job_holds, jobs
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,27 @@ class LeaseStatements:
         values = {"ids": list(job_ids), "worker_id": worker_id, "now": now, "b_lease_expires_at": lease_expires_at}
         return set((await self.connection.execute(statements.renew(self.postgres), values)).scalars())
 
-    async def complete_held(self, worker_id: str, finishes: Sequence[Finish], now: datetime, *, whole_rows: bool) -> list[Completed]:
-        """Completes, with their results, the jobs `worker_id` still holds among `finishes`, in
-        one UPDATE; their holds go (they no longer mean anything)."""
-        results = {f.job_id: f.result for f in finishes if f.result is not None}
-        values = {"ids": [f.job_id for f in finishes], "worker_id": worker_id, "now": now, "results": json.dumps(results)}
+    async def complete_held(
+        self, worker_id: str, finishes: Sequence[Finish], now: datetime, *, whole_rows: bool
+    ) -> list[Completed]:
+        """Completes, with their results, the jobs `worker_id` still holds among `finishes`;
+        their holds go (they no longer mean anything) and each dependency's success goes to the
+        outbox. One statement on PostgreSQL."""
+        values = {
+            "ids": [f.job_id for f in finishes], "worker_id": worker_id, "now": now,
+            "results": json.dumps({f.job_id: f.result for f in finishes if f.result is not None}),
+            "durations": json.dumps({f.job_id: f.call_duration_s for f in finishes}),
+        }
         rows = list(await self.connection.execute(statements.complete(self.postgres, whole_rows), values))
         completed = [Completed(row.id, tuple(sorted(row.dependency_list.split(","))), row) for row in rows]
-        await self.drop_holds([c.job_id for c in completed])
+        if completed and not self.postgres:
+            await self.connection.execute(statements.complete_holds(), {"ids": [c.job_id for c in completed]})
+            durations = {f.job_id: f.call_duration_s for f in finishes}
+            rows = [
+                {"dependency": d, "success": True, "duration_s": durations[c.job_id], "created_at": now}
+                for c in completed for d in c.dependencies
+            ]
+            await self.connection.execute(insert(breaker_outbox), rows)
         return completed
 
     async def lock_held(self, worker_id: str, job_ids: Sequence[str], now: datetime) -> list[Job]:

@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
+    Integer,
     Select,
     String,
     Text,
@@ -23,18 +25,21 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
+    delete,
     exists,
     func,
+    insert,
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
 from job_svc.domain import HoldKind, JobStatus
 from job_svc.holds import QUEUE_HOLDING_STATES
-from job_svc.tables import JOB_STATUS, breaker_states, job_dependencies, job_pauses, jobs
+from job_svc.tables import JOB_STATUS, UtcDateTime, breaker_outbox, breaker_states, job_dependencies, job_holds, job_pauses, jobs
 from job_svc.wakeups import CHANNEL
 
 
@@ -114,20 +119,45 @@ def _result_of_this_job(postgres: bool) -> Any:
     return func.json_extract(bindparam("results", type_=Text), literal('$."', Text) + jobs.c.id + literal('"', Text))
 
 
+def _completion_values(postgres: bool) -> dict[str, Any]:
+    return {
+        "status": status_literal(JobStatus.COMPLETED, "completed"), "lease_owner": None, "lease_expires_at": None,
+        "updated_at": bindparam("now"), "result": _result_of_this_job(postgres),
+    }
+
+
 @cache
 def complete(postgres: bool, whole_rows: bool) -> Any:
-    """Completes the held jobs among :ids: "set state if still held", so a late result of a
-    lost lease changes nothing. Returns what the outbox needs (and the whole job if asked)."""
+    """Completes the held jobs among :ids ("set state if still held", so a late result of a
+    lost lease changes nothing), drops their holds and records a success per dependency in the
+    outbox. Returns the completed jobs (whole when asked for) with their dependencies.
+
+    On PostgreSQL that is one statement (data-modifying CTEs); SQLite runs the UPDATE alone and
+    `complete_holds` and `complete_outcomes` after it."""
     returned = (*jobs.c,) if whole_rows else (jobs.c.id,)
-    return (
-        update(jobs)
-        .where(*held_lease(postgres))
-        .values(
-            status=status_literal(JobStatus.COMPLETED, "completed"), lease_owner=None, lease_expires_at=None,
-            updated_at=bindparam("now"), result=_result_of_this_job(postgres),
+    statement = update(jobs).where(*held_lease(postgres)).values(**_completion_values(postgres))
+    if not postgres:
+        return statement.returning(*returned, dependency_list(jobs.c.id, postgres))
+    done = statement.returning(*returned).cte("done")
+    gone = delete(job_holds).where(job_holds.c.job_id.in_(select(done.c.id))).cte("holds_gone")
+    duration = cast(func.jsonb_extract_path_text(cast(bindparam("durations", type_=Text), postgresql.JSONB), job_dependencies.c.job_id), Float)
+    outcomes = (
+        insert(breaker_outbox)
+        .from_select(
+            ["dependency", "success", "duration_s", "created_at"],
+            select(job_dependencies.c.dependency, true(), duration, bindparam("now", type_=UtcDateTime)).where(
+                job_dependencies.c.job_id.in_(select(done.c.id))
+            ),
         )
-        .returning(*returned, dependency_list(jobs.c.id, postgres))
+        .cte("outcomes")
     )
+    return select(*done.c, dependency_list(done.c.id, postgres)).add_cte(gone, outcomes)
+
+
+@cache
+def complete_holds() -> Any:
+    """SQLite: the holds of the jobs just completed."""
+    return delete(job_holds).where(job_holds.c.job_id.in_(bindparam("ids", expanding=True)))
 
 
 @cache
@@ -152,13 +182,52 @@ def apply_failure() -> Any:
 
 
 @cache
-def insert_jobs(postgres: bool) -> Any:
+def insert_jobs_sqlite() -> Any:
     """A multi-row INSERT (SQLAlchemy's insertmanyvalues) that skips request ids already used
     and returns the ids it inserted."""
-    statement = (postgresql.insert if postgres else sqlite.insert)(jobs)
-    return statement.on_conflict_do_nothing(
+    return sqlite.insert(jobs).on_conflict_do_nothing(
         index_elements=["request_id"], index_where=jobs.c.request_id.is_not(None)
     ).returning(jobs.c.id)
+
+
+def _array(name: str, item_type: Any) -> Any:
+    return cast(bindparam(name), postgresql.ARRAY(item_type))
+
+
+@cache
+def insert_jobs_postgres() -> Any:
+    """PostgreSQL: new jobs and their dependencies, and whether a hold applies to them, in one
+    statement whatever their number: each column is one array parameter (unnest), as pgqueuer
+    enqueues, rather than a parameter per value. Skips request ids already used; returns the
+    ids inserted, each with `held` (`holds_apply`, which also announces the jobs)."""
+    new = func.unnest(
+        _array("new_ids", Text), _array("new_campaign_ids", Text), _array("new_job_types", Text), _array("new_payloads", Text),
+        _array("new_max_attempts", Integer), _array("new_run_afters", postgresql.TIMESTAMP(timezone=True)),
+        _array("new_request_ids", Text), _array("new_priorities", Integer),
+    ).table_valued("id", "campaign_id", "job_type", "payload", "max_attempts", "run_after", "request_id", "priority").render_derived(name="new")
+    now = bindparam("now", type_=UtcDateTime)
+    rows = select(
+        new.c.id, new.c.campaign_id, new.c.job_type, cast(new.c.payload, postgresql.JSONB), status_literal(JobStatus.PENDING),
+        literal(0), new.c.max_attempts, literal(0), new.c.run_after, literal(""), new.c.request_id, now, now, new.c.priority, literal(0),
+    )
+    columns = [
+        "id", "campaign_id", "job_type", "payload", "status", "attempts", "max_attempts", "provider_failures", "run_after",
+        "last_error", "request_id", "created_at", "updated_at", "priority", "lease_expirations",
+    ]
+    inserted = (
+        postgresql.insert(jobs).from_select(columns, rows)
+        .on_conflict_do_nothing(index_elements=["request_id"], index_where=jobs.c.request_id.is_not(None))
+        .returning(jobs.c.id)
+        .cte("new_jobs")
+    )
+    links = func.unnest(_array("link_job_ids", Text), _array("link_dependencies", Text)).table_valued("job_id", "dependency").render_derived(name="link")
+    dependencies = (
+        postgresql.insert(job_dependencies)
+        .from_select(["job_id", "dependency"], select(links.c.job_id, links.c.dependency).where(links.c.job_id.in_(select(inserted.c.id))))
+        .cte("new_dependencies")
+    )
+    held = holds_apply(True).subquery("held")
+    return select(inserted.c.id, held.c.held).select_from(inserted.join(held, true())).add_cte(dependencies)
 
 
 @cache

@@ -14,6 +14,7 @@ in the queue share-locks the mirror's breaker states first, then the job rows. C
 takes shared advisory locks on the hold keys instead (see `lock_hold_keys`).
 """
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -250,9 +251,35 @@ class JobTx(HoldStatements, LeaseStatements):
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    async def insert_jobs(self, new_jobs: Sequence[tuple[str, NewJob]], now: datetime) -> set[str]:
-        """Inserts pending jobs and their dependencies (two multi-row INSERTs); returns the ids
-        inserted: a job whose request_id names an existing job is skipped."""
+    async def insert_jobs(self, new_jobs: Sequence[tuple[str, NewJob]], now: datetime, due: datetime | None) -> tuple[set[str], bool]:
+        """Inserts pending jobs and their dependencies, skipping a job whose request_id names an
+        existing job; returns the ids inserted and whether any hold applies to jobs of these
+        dependencies and campaigns (`holds_apply`: the fast path of a create skips `settle`
+        when none does). The jobs are announced to waiting claims as claimable at `due`.
+        PostgreSQL: one statement; SQLite: three."""
+        dependencies = sorted({d for _, new in new_jobs for d in new.dependencies})
+        campaigns = sorted({new.campaign_id for _, new in new_jobs if new.campaign_id is not None})
+        if not self.postgres:
+            return await self._insert_jobs_sqlite(new_jobs, now, due, dependencies, campaigns)
+        values = {
+            "new_ids": [job_id for job_id, _ in new_jobs],
+            "new_campaign_ids": [new.campaign_id for _, new in new_jobs],
+            "new_job_types": [new.job_type for _, new in new_jobs],
+            "new_payloads": [json.dumps(new.payload) for _, new in new_jobs],
+            "new_max_attempts": [new.max_attempts for _, new in new_jobs],
+            "new_run_afters": [new.run_after(now) for _, new in new_jobs],
+            "new_request_ids": [new.request_id for _, new in new_jobs],
+            "new_priorities": [new.priority for _, new in new_jobs],
+            "link_job_ids": [job_id for job_id, new in new_jobs for _ in new.dependencies],
+            "link_dependencies": [d for _, new in new_jobs for d in new.dependencies],
+            "now": now, "dependencies": dependencies, "campaign_ids": campaigns, "payload": encode_due(due),
+        }
+        rows = list(await self.connection.execute(statements.insert_jobs_postgres(), values))
+        return {row.id for row in rows}, any(row.held for row in rows)
+
+    async def _insert_jobs_sqlite(
+        self, new_jobs: Sequence[tuple[str, NewJob]], now: datetime, due: datetime | None, dependencies: list[str], campaigns: list[str]
+    ) -> tuple[set[str], bool]:
         rows = [
             {
                 "id": job_id, "campaign_id": new.campaign_id, "job_type": new.job_type, "payload": new.payload,
@@ -263,21 +290,15 @@ class JobTx(HoldStatements, LeaseStatements):
             }
             for job_id, new in new_jobs
         ]
-        inserted = set((await self.connection.execute(statements.insert_jobs(self.postgres), rows)).scalars())
+        inserted = set((await self.connection.execute(statements.insert_jobs_sqlite(), rows)).scalars())
         links = [{"job_id": job_id, "dependency": d} for job_id, new in new_jobs if job_id in inserted for d in new.dependencies]
-        if links:
-            await self.connection.execute(insert(job_dependencies), links)
-        return inserted
-
-    async def holds_apply(self, dependencies: set[str], campaign_ids: set[str], due: datetime | None) -> bool:
-        """Whether a hold applies to new jobs of these dependencies and campaigns: the fast
-        path of a create checks this one statement and skips `settle` when nothing applies. On
-        PostgreSQL the same statement announces the jobs to waiting claims."""
-        values = {"dependencies": sorted(dependencies), "campaign_ids": sorted(campaign_ids), "payload": encode_due(due)}
-        held = bool((await self.connection.execute(statements.holds_apply(self.postgres), values)).first().held)
-        if not self.postgres:
-            self.signal.wake_at(due)
-        return held
+        if not links:
+            return inserted, False
+        await self.connection.execute(insert(job_dependencies), links)
+        values = {"dependencies": dependencies, "campaign_ids": campaigns}
+        held = bool((await self.connection.execute(statements.holds_apply(False), values)).scalar())
+        self.signal.wake_at(due)
+        return inserted, held
 
     async def job_ids_for_requests(self, request_ids: Sequence[str]) -> dict[str, str]:
         query = select(jobs.c.request_id, jobs.c.id).where(jobs.c.request_id.in_(request_ids))

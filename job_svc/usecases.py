@@ -162,33 +162,26 @@ class JobUseCases:
             if new.request_id is not None:
                 id_of_request[new.request_id] = job_id
         async with self.store.transaction() as tx:
+            # The fast path: the shared hold-key locks make one check of the breaker states and
+            # standing pauses, in the INSERT's statement, safe against an opening or a pause
+            # racing this create (JobTx.lock_hold_keys); only if a hold applies does `settle`
+            # add the holds and pause the jobs.
             await tx.lock_hold_keys(_hold_keys(planned.values()))
-            inserted = await tx.insert_jobs(list(planned.items()), now)
+            run_times = [new.run_after(now) for new in planned.values()]
+            later = [t for t in run_times if t > now]
+            due = min(later) if len(later) == len(run_times) else None
+            inserted, held = await tx.insert_jobs(list(planned.items()), now, due)
+            if due is None and later:
+                await tx.announce_claimable(min(later))  # a batch both due now and scheduled
+            fresh = [job_id for job_id in planned if job_id in inserted]
+            if held:
+                await tx.settle(fresh, now, created=True)
             repeats = {job_id: new.request_id for job_id, new in planned.items() if job_id not in inserted}
             existing = await tx.job_ids_for_requests([r for r in repeats.values() if r is not None]) if repeats else {}
-            fresh = {job_id: new for job_id, new in planned.items() if job_id in inserted}
-            held = await self._hold_new_jobs(tx, fresh, now) if fresh else False
             first_id = {job_id: existing[request_id] for job_id, request_id in repeats.items() if request_id is not None}
             loaded = await tx.load_jobs([*first_id.values(), *(fresh if held else ())])
-        jobs = {job_id: created_job(job_id, new, now) for job_id, new in fresh.items()} | {job.id: job for job in loaded}
+        jobs = {job_id: created_job(job_id, planned[job_id], now) for job_id in fresh} | {job.id: job for job in loaded}
         return [jobs[first_id.get(job_id, job_id)] for job_id in item_ids]
-
-    async def _hold_new_jobs(self, tx: JobTx, fresh: dict[str, NewJob], now: datetime) -> bool:
-        """The fast path: one statement says whether any hold applies to the new jobs (and, on
-        PostgreSQL, announces them); only then does `settle` add the holds and pause them. The
-        shared hold-key locks taken first make this safe against a breaker opening or a pause
-        being added meanwhile (`JobTx.lock_hold_keys`). Returns whether any job was held."""
-        run_times = [new.run_after(now) for new in fresh.values()]
-        later = [t for t in run_times if t > now]
-        due_now = len(later) < len(run_times)
-        dependencies = {d for new in fresh.values() for d in new.dependencies}
-        campaigns = {new.campaign_id for new in fresh.values() if new.campaign_id is not None}
-        held = await tx.holds_apply(dependencies, campaigns, None if due_now else min(later))
-        if due_now and later:
-            await tx.announce_claimable(min(later))  # a batch both due now and scheduled
-        if held:
-            await tx.settle(list(fresh), now, created=True)
-        return held
 
     async def get_job(self, job_id: str) -> Job:
         job_id = validate_uuid(job_id)
@@ -334,11 +327,9 @@ class JobUseCases:
                 labels = {f.job_id: f"{batch_field}[{i}]: " for i, f in enumerate(finishes)} if batch_field else {}
                 outcomes += await self._apply_failures(tx, worker_id, failures, now, statuses, labels)
             if completions:
+                # Their successes go to the outbox in the same statement.
                 completed = await tx.complete_held(worker_id, completions, now, whole_rows=respond_with_jobs)
-                durations = {f.job_id: f.call_duration_s for f in completions}
-                for done in completed:
-                    statuses[done.job_id] = JobStatus.COMPLETED
-                    outcomes += [Outcome(d, True, durations[done.job_id]) for d in done.dependencies]
+                statuses |= {done.job_id: JobStatus.COMPLETED for done in completed}
                 if respond_with_jobs:
                     jobs |= {job.id: job for job in await tx.jobs_from_rows([done.row for done in completed])}
             # Forwarded to breaker_svc by the outbox forwarder: never lost, never blocking.

@@ -373,8 +373,8 @@ async def test_a_create_racing_a_breaker_opening_ends_paused(postgres_url: str) 
                                max_attempts=0, max_payload_bytes=100)
         async with own.app.store.transaction() as tx:
             await tx.lock_hold_keys([hold_key(HoldKind.BREAKER, dependency)])
-            await tx.insert_jobs([(job_id, new)], own.clock())
-            assert not await tx.holds_apply({dependency}, set(), None)
+            inserted, held = await tx.insert_jobs([(job_id, new)], own.clock(), None)
+            assert inserted == {job_id} and not held
             opening = asyncio.create_task(transition(own, dependency, BreakerState.CLOSED, BreakerState.OPEN))
             await still_waiting(opening)
         await asyncio.wait_for(opening, 5)
