@@ -16,6 +16,7 @@ from typing import Any
 
 import compose
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import yaml
 
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 BIN = Path(sys.executable).parent
 KUBERNETES_VERSION = "1.37.0"
-OVERLAYS = ("dev", "prod", "prod+service-monitor")
+OVERLAYS = ("dev", "prod", "prod+service-monitor", "prod+tls")
 APP_MODULES = {"breaker_svc": "BREAKER", "job_svc": "JOB", "campaign_svc": "CAMPAIGN"}
 # The secret variables each command reads; a container is given no other.
 SECRETS_READ = {
@@ -84,15 +85,18 @@ def is_long_running(container: dict[str, Any], pod_spec: dict[str, Any]) -> bool
     return container in pod_spec["containers"] or container.get("restartPolicy") == "Always"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_resource_is_valid_in_strict_mode(overlay: str) -> None:
-    kinds = set()
-    for doc in rendered(overlay):
-        kinds.add(doc["kind"])
+def test_every_resource_of_every_overlay_is_valid_in_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kubernetes-validate parses its multi-megabyte schema files again for every resource;
+    # they are read-only data, so one parse each is enough.
+    monkeypatch.setattr(kubernetes_validate.utils, "schema_contents", cache(kubernetes_validate.utils.schema_contents))
+    # Overlays share most resources: each distinct one is validated once.
+    distinct = {json.dumps(doc, sort_keys=True): doc for overlay in (*OVERLAYS, "dev+tls") for doc in rendered(overlay)}
+    for doc in distinct.values():
         if doc["kind"] == "ServiceMonitor":  # a CRD: no schema in Kubernetes itself
             continue
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-    assert {"Deployment", "Service", "NetworkPolicy", "ConfigMap"} <= kinds
+    for overlay in OVERLAYS:
+        assert {"Deployment", "Service", "NetworkPolicy", "ConfigMap"} <= {doc["kind"] for doc in rendered(overlay)}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -191,6 +195,26 @@ def test_every_metrics_port_sidecars_included_is_on_a_service_with_scrape_annota
             assert len(scraping) == 1, f"{workload['metadata']['name']}/{container['name']}"
             assert scraping[0]["metadata"]["labels"]["graceful-pause/metrics"] == "true"
             assert [p["name"] for p in scraping[0]["spec"]["ports"] if p["port"] == int(port)] == ["metrics"]
+
+
+@pytest.mark.parametrize("overlay", ["dev+tls", "prod+tls"])
+def test_the_tls_component_gives_every_server_and_internal_client_the_pod_certificate(overlay: str) -> None:
+    tls_variables = {"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "TLS_CLIENT_CA_FILE"}
+    served = 0
+    for workload in workloads(overlay):
+        pod = workload["spec"]["template"]["spec"]
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+        for container in containers(pod):
+            env = env_of(container)
+            if program(container) not in APP_MODULES:
+                assert not tls_variables & set(env), container["name"]
+                continue
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            for variable in tls_variables:
+                directory, file = env[variable].rsplit("/", 1)
+                assert secrets[mounts[directory]] == "graceful-pause-tls" and file in ("tls.crt", "tls.key", "ca.crt")
+            served += 1
+    assert served == 5  # breaker-svc, job-svc and its sidecar, campaign-svc and its sidecar
 
 
 def test_the_service_monitor_component_scrapes_every_labelled_service() -> None:
