@@ -48,8 +48,11 @@ class ServiceProcess:
 
     def wait_serving(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        # Dials as the process's own clients do: TLS when its environment says so.
-        with open_sync_channel(self.address, tls=ClientTLS.from_env(self._env)) as channel:
+        # Dials as the process's own clients do: TLS when its environment says so. Reconnects
+        # are capped at 0.5 s apart: grpc's default backoff, grown while a slow start was
+        # refusing connections, could outlast the deadline after the server is up.
+        tls = ClientTLS.from_env(self._env)
+        with open_sync_channel(self.address, tls=tls, options=(("grpc.max_reconnect_backoff_ms", 500),)) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.poll() is not None:
