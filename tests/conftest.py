@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.databases import fresh_postgres_database, throwaway_redis_prefix
 from tests.support.processes import ServiceProcess, free_port
+from tests.support.redis_server import OwnRedis
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -63,3 +64,12 @@ def service_process(tmp_path: Path) -> Iterator:
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[OwnRedis]:
+    """A redis-server of this test's own (saving into tmp_path), which it may crash and restart."""
+    server = OwnRedis(tmp_path)
+    await server.start()
+    yield server
+    server.stop()

@@ -2,10 +2,7 @@
 
 import asyncio
 import dataclasses
-import signal
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import grpc
 import pytest
@@ -16,7 +13,7 @@ from breaker_svc.app import BreakerApp
 from breaker_svc.domain import BreakerState, force_close, force_open, new_breaker
 from tests.support.breaker import FAST_CONFIG, StreamReader, fail, make_store, running_app, watch
 from tests.support.polling import eventually
-from tests.support.processes import free_port
+from tests.support.redis_server import OwnRedis
 
 S = pb.BreakerState
 QUIET_CONFIG = dataclasses.replace(FAST_CONFIG, open_wait_s=60.0)  # no timer transitions mid-test
@@ -430,47 +427,6 @@ async def test_each_memory_store_is_a_new_epoch() -> None:
 
 
 # --- a Redis restarted from an older save ---------------------------------------------------
-
-
-class OwnRedis:
-    """A redis-server of the test's own (the shared one is never restarted), saving to `directory`."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    async def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        command += ["--dir", str(self.directory), "--dbfilename", "dump.rdb"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        async def answers() -> bool:
-            client = redis.asyncio.from_url(self.url)
-            try:
-                return bool(await client.ping())
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                return False
-            finally:
-                await client.aclose()
-
-        assert await eventually(answers)
-
-    def crash(self) -> None:
-        """kill -9: whatever was written after the last SAVE is lost."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
-    await server.start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        server.crash()
 
 
 async def retrying(step: Callable[[], Awaitable[object]]) -> object:
