@@ -9,11 +9,13 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from breaker_svc.domain import Breaker, BreakerConfig, BreakerState, Metrics, WindowType
+from breaker_svc.domain.config import PUBLIC_NAMES
 from breaker_svc.hub import HeartbeatItem, SnapshotItem, TransitionItem, WatchItem
 from breaker_svc.store import Event
 from breaker_svc.usecases import Outcome
 from services.errors import InvalidArgument
 from services.protoconv import ProtoEnum, duration, seconds
+from services.validation import shown
 from services.watch import BREAKER_STATE
 
 WINDOW_TYPE = ProtoEnum(pb.SlidingWindowType, WindowType, "SLIDING_WINDOW_TYPE_")
@@ -51,21 +53,33 @@ def _plain(field: str) -> Callable[[pb.BreakerConfig], Any]:
     return lambda config: getattr(config, field)
 
 
-# proto field -> (domain field, reader). `sliding_window_type` UNSPECIFIED means "keep".
-_CONFIG_FIELDS: dict[str, tuple[str, Callable[[pb.BreakerConfig], Any]]] = {
-    "sliding_window_type": ("window_type", lambda c: WINDOW_TYPE.required_from_proto(c.sliding_window_type, "sliding_window_type")),
-    "sliding_window_size": ("window_size", _plain("sliding_window_size")),
-    "minimum_calls": ("minimum_calls", _plain("minimum_calls")),
-    "failure_rate_threshold": ("failure_rate_threshold", _plain("failure_rate_threshold")),
-    "slow_call_rate_threshold": ("slow_call_rate_threshold", _plain("slow_call_rate_threshold")),
-    "slow_call_duration_threshold": ("slow_call_duration_threshold_s", _seconds_of("slow_call_duration_threshold")),
-    "consecutive_failure_threshold": ("consecutive_failure_threshold", _plain("consecutive_failure_threshold")),
-    "open_wait_duration": ("open_wait_s", _seconds_of("open_wait_duration")),
-    "open_wait_multiplier": ("open_wait_multiplier", _plain("open_wait_multiplier")),
-    "max_open_wait_duration": ("max_open_wait_s", _seconds_of("max_open_wait_duration")),
-    "max_half_open_wait_duration": ("max_half_open_wait_s", _seconds_of("max_half_open_wait_duration")),
-    "half_open_permitted_calls": ("half_open_permitted_calls", _plain("half_open_permitted_calls")),
+def _window_type(config: pb.BreakerConfig) -> WindowType:
+    """Read only when the field is named in update_mask (or set): UNSPECIFIED is then no value."""
+    member = WINDOW_TYPE.from_proto(config.sliding_window_type, "sliding_window_type")
+    if member is None:
+        raise InvalidArgument(
+            "sliding_window_type is named in update_mask but not set: set it to"
+            " SLIDING_WINDOW_TYPE_COUNT_BASED or SLIDING_WINDOW_TYPE_TIME_BASED, or leave it out of the mask"
+        )
+    return member
+
+
+# proto field -> reader of its value as the domain holds it.
+_CONFIG_READERS: dict[str, Callable[[pb.BreakerConfig], Any]] = {
+    "sliding_window_type": _window_type,
+    "sliding_window_size": _plain("sliding_window_size"),
+    "minimum_calls": _plain("minimum_calls"),
+    "failure_rate_threshold": _plain("failure_rate_threshold"),
+    "slow_call_rate_threshold": _plain("slow_call_rate_threshold"),
+    "slow_call_duration_threshold": _seconds_of("slow_call_duration_threshold"),
+    "consecutive_failure_threshold": _plain("consecutive_failure_threshold"),
+    "open_wait_duration": _seconds_of("open_wait_duration"),
+    "open_wait_multiplier": _plain("open_wait_multiplier"),
+    "max_open_wait_duration": _seconds_of("max_open_wait_duration"),
+    "max_half_open_wait_duration": _seconds_of("max_half_open_wait_duration"),
+    "half_open_permitted_calls": _plain("half_open_permitted_calls"),
 }
+_DOMAIN_FIELD = {public: domain_field for domain_field, public in PUBLIC_NAMES.items()}
 
 
 def config_updates_from_proto(config: pb.BreakerConfig, mask_paths: list[str]) -> dict[str, Any]:
@@ -74,18 +88,12 @@ def config_updates_from_proto(config: pb.BreakerConfig, mask_paths: list[str]) -
         names = []
         for path in mask_paths:
             name = path.removeprefix("config.")
-            if name not in _CONFIG_FIELDS:
-                raise InvalidArgument(f"update_mask path {path!r} is not a BreakerConfig field")
+            if name not in _CONFIG_READERS:
+                raise InvalidArgument(f"update_mask path {shown(path)} is not a BreakerConfig field")
             names.append(name)
     else:
-        names = [name for name in _CONFIG_FIELDS if _is_set(config, name)]
-    updates = {}
-    for name in names:
-        if name == "sliding_window_type" and config.sliding_window_type == pb.SLIDING_WINDOW_TYPE_UNSPECIFIED:
-            continue
-        domain_field, read = _CONFIG_FIELDS[name]
-        updates[domain_field] = read(config)
-    return updates
+        names = [name for name in _CONFIG_READERS if _is_set(config, name)]
+    return {_DOMAIN_FIELD[name]: _CONFIG_READERS[name](config) for name in names}
 
 
 def _is_set(config: pb.BreakerConfig, name: str) -> bool:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from breaker_svc.domain import BreakerConfig, WindowType
 from breaker_svc.store import BATCH_RETENTION_S
+from breaker_svc.domain.config import InvalidConfig
 from services.config import ConfigError, env_choice, env_float, env_int, env_str
-from services.errors import InvalidArgument
 
 _D = "BREAKER_DEFAULT_"
 
@@ -84,6 +84,5 @@ def default_config_from_env() -> BreakerConfig:
         values[field] = read(f"{_D}{suffix}", default)
     try:
         return BreakerConfig(**values).validated()
-    except InvalidArgument as error:
-        field = error.message.split(" ", 1)[0]
-        raise ConfigError(f"{_D}{_ENV_SUFFIX.get(field, '*')}: {error.message}") from None
+    except InvalidConfig as error:
+        raise ConfigError(f"{_D}{_ENV_SUFFIX.get(error.field, 'WINDOW_TYPE')}: {error.message}") from None

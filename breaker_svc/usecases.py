@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from breaker_svc.hub import TransitionHub, WatchItem
 from breaker_svc.store import BatchFn, BreakerStore, Mutation, MutateFn, R
 from services import pagination
 from services.errors import Aborted, InvalidArgument, NotFound
+from services.validation import shown, validate_call_duration, validate_text
 
 log = structlog.get_logger()
 
@@ -74,24 +74,20 @@ def validate_result(outcome: Outcome) -> Outcome:
     """The outcome's result and duration (its dependency is checked apart, once per name)."""
     if outcome.success is None:
         raise InvalidArgument("result is required: CALL_RESULT_SUCCESS or CALL_RESULT_FAILURE")
-    if outcome.duration_s is not None and not (math.isfinite(outcome.duration_s) and outcome.duration_s >= 0):
-        raise InvalidArgument(f"duration must not be negative, got {outcome.duration_s}s")
+    validate_call_duration(outcome.duration_s, "duration")
     return outcome
 
 
 def validate_batch_id(batch_id: str) -> str:
     if not _BATCH_ID.fullmatch(batch_id):
-        shown = batch_id[:MAX_BATCH_ID_LENGTH] + ("..." if len(batch_id) > MAX_BATCH_ID_LENGTH else "")
         raise InvalidArgument(
-            f"batch_id must be 1..{MAX_BATCH_ID_LENGTH} characters of letters, digits, '.', '_', ':' and '-', got {shown!r}"
+            f"batch_id must be 1..{MAX_BATCH_ID_LENGTH} characters of letters, digits, '.', '_', ':' and '-', got {shown(batch_id)}"
         )
     return batch_id
 
 
 def validate_reason(reason: str) -> str:
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidArgument(f"reason must be at most {MAX_REASON_LENGTH} characters, got {len(reason)}")
-    return reason
+    return validate_text(reason, "reason", max_length=MAX_REASON_LENGTH)
 
 
 class BreakerUseCases:
@@ -251,8 +247,8 @@ class BreakerUseCases:
         `from_revision`) the revision is taken to belong to the current log."""
         if from_revision is not None and from_revision < 0:
             raise InvalidArgument(f"from_revision must not be negative, got {from_revision}")
-        if epoch is not None and len(epoch) > MAX_EPOCH_LENGTH:
-            raise InvalidArgument(f"epoch must be at most {MAX_EPOCH_LENGTH} characters, got {len(epoch)}")
+        if epoch is not None:
+            validate_text(epoch, "epoch", max_length=MAX_EPOCH_LENGTH)
         names = frozenset(dependencies)
         if len(names) > MAX_WATCHED_DEPENDENCIES:
             raise InvalidArgument(f"dependencies may name at most {MAX_WATCHED_DEPENDENCIES}, got {len(names)}")

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 from services.errors import FailedPrecondition, InvalidArgument
 from services.validation import (
+    shown,
+    validate_call_duration,
     validate_dependency_list,
     validate_dependency_name,
     validate_request_id,
@@ -184,7 +186,10 @@ class NewJob:
 
 def validate_json_object(value: dict[str, Any], field: str, max_bytes: int) -> None:
     """A caller's JSON object (payload, result): storable and within the size cap."""
-    encoded = json.dumps(value, separators=(",", ":"))
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise InvalidArgument(f"{field} must not contain NaN or Infinity (JSON has no such numbers)") from None
     if "\\u0000" in encoded:  # neither PostgreSQL's JSON nor text can hold a NUL
         raise InvalidArgument(f"{field} must not contain NUL characters")
     size = len(encoded.encode())
@@ -285,12 +290,13 @@ class Finish:
     def completion(cls, job_id: str, call_duration_s: float | None, result: dict[str, Any] | None, max_result_bytes: int) -> "Finish":
         if result is not None:
             validate_json_object(result, "result", max_result_bytes)
-        return cls(validate_uuid(job_id), call_duration_s, True, result=result)
+        return cls(validate_uuid(job_id), validate_call_duration(call_duration_s, "call_duration"), True, result=result)
 
     @classmethod
     def failure(cls, job_id: str, call_duration_s: float | None, error: str, failed_dependency: str) -> "Finish":
         provider = validate_dependency_name(failed_dependency, "failed_dependency") if failed_dependency else None
-        return cls(validate_uuid(job_id), call_duration_s, False, error=truncate_error(error), failed_dependency=provider)
+        duration_s = validate_call_duration(call_duration_s, "call_duration")
+        return cls(validate_uuid(job_id), duration_s, False, error=truncate_error(error), failed_dependency=provider)
 
 
 def distinct_finishes(finishes: list[Finish]) -> list[Finish]:
@@ -413,7 +419,7 @@ def check_failed_dependency(job: Job, failed_dependency: str) -> str | None:
     validate_dependency_name(failed_dependency, "failed_dependency")
     if failed_dependency not in job.dependencies:
         raise InvalidArgument(
-            f"failed_dependency {failed_dependency!r} is not a dependency of job {job.id}"
+            f"failed_dependency {shown(failed_dependency)} is not a dependency of job {job.id}"
             f" (its dependencies: {', '.join(job.dependencies)})"
         )
     return failed_dependency
@@ -426,7 +432,7 @@ def check_lease(job: Job, worker_id: str, now: datetime) -> None:
             f"job {job.id} is {job.status.value}, not processing: only a claimed job can be completed or failed"
         )
     if job.lease_owner != worker_id:
-        raise FailedPrecondition(f"job {job.id} is leased to another worker, not to {worker_id!r}")
+        raise FailedPrecondition(f"job {job.id} is leased to another worker, not to {shown(worker_id)}")
     if job.lease_expires_at is not None and job.lease_expires_at < now:
         raise FailedPrecondition(f"the lease of job {job.id} expired at {job.lease_expires_at.isoformat()}: the job goes back to the queue")
 

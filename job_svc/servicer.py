@@ -6,7 +6,6 @@ become status codes in the shared interceptor (services.interceptors)."""
 from datetime import UTC, datetime
 
 import grpc
-from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from job.v1 import job_pb2, job_pb2_grpc
 
@@ -14,7 +13,7 @@ from job_svc.domain import ClaimRequest, Finish, Hold, HoldKind, HoldSelector, J
 from job_svc.usecases import JobUseCases, QueueStatus
 from services.auth import access_table
 from services.errors import InvalidArgument
-from services.protoconv import ProtoEnum, seconds, timestamp
+from services.protoconv import ProtoEnum, json_object, seconds, timestamp
 from services.watch import BREAKER_STATE
 
 SERVICE_NAME = job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
@@ -81,7 +80,7 @@ def new_job(request: job_pb2.CreateJobRequest, max_payload_bytes: int) -> NewJob
         campaign_id=request.campaign_id,
         job_type=request.job_type,
         dependencies=list(request.dependencies),
-        payload=json_format.MessageToDict(request.payload),
+        payload=json_object(request.payload, "payload"),
         max_attempts=request.max_attempts,
         max_payload_bytes=max_payload_bytes,
         priority=request.priority,
@@ -101,7 +100,7 @@ def finish(request: job_pb2.JobFinish, max_result_bytes: int) -> Finish:
     outcome = request.WhichOneof("outcome")
     duration_s = _optional_seconds(request, "call_duration")
     if outcome == "completion":
-        result = json_format.MessageToDict(request.completion.result) if request.completion.HasField("result") else None
+        result = json_object(request.completion.result, "result") if request.completion.HasField("result") else None
         return Finish.completion(request.id, duration_s, result, max_result_bytes)
     if outcome == "failure":
         return Finish.failure(request.id, duration_s, request.failure.error, request.failure.failed_dependency)
@@ -176,7 +175,7 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         return job_pb2.ClaimJobsResponse(jobs=[job_to_proto(j) for j in await self._jobs.claim_jobs(claim)])
 
     async def CompleteJob(self, request: job_pb2.CompleteJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.CompleteJobResponse:
-        result = json_format.MessageToDict(request.result) if request.HasField("result") else None
+        result = json_object(request.result, "result") if request.HasField("result") else None
         job = await self._jobs.complete_job(request.id, request.worker_id, _optional_seconds(request, "call_duration"), result)
         return job_pb2.CompleteJobResponse(job=job_to_proto(job))
 

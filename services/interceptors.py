@@ -4,6 +4,11 @@ For each call: bind a request id, check the bearer token its access class needs 
 codes (a `ServiceError` to its code; storage outages, as `services.outages` tells them, to
 UNAVAILABLE; anything else to INTERNAL with a generic message, so a traceback never reaches the
 caller), and write one access-log line with method, peer, status code and duration.
+
+grpc.aio decodes a request before any handler code runs, and answers UNKNOWN (naming the
+exception) when that fails. So the interceptor gives every handler a tolerant decoder: bytes that
+do not decode (a corrupt message, invalid UTF-8 in a string, nesting too deep) become a marker
+that the call turns into INVALID_ARGUMENT, through the same error mapping as everything else.
 """
 
 import asyncio
@@ -31,6 +36,14 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
+
+# A status message longer than this is cut (values echoed in messages are cut already; this
+# keeps any message well inside gRPC's metadata limit).
+MAX_STATUS_MESSAGE_LENGTH = 1000
+UNDECODABLE_MESSAGE = (
+    "the request is not a valid message of this method's request type"
+    " (malformed bytes, a string that is not UTF-8, or nesting too deep)"
+)
 
 # Probes and tooling are called often; their access lines go to debug.
 QUIET_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -81,13 +94,55 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         for kind, make_handler in kinds.items():
             behaviour = getattr(handler, kind)
             if behaviour is not None:
+                behaviour = _refusing_undecodable(behaviour, handler.request_streaming)
                 wrapped = call.wrap_streaming(behaviour) if handler.response_streaming else call.wrap_unary(behaviour)
                 return make_handler(
                     wrapped,
-                    request_deserializer=handler.request_deserializer,
+                    request_deserializer=_tolerant(handler.request_deserializer),
                     response_serializer=handler.response_serializer,
                 )
         return handler
+
+
+class _Undecodable:
+    """What a request that does not decode becomes, so that the call itself refuses it."""
+
+
+UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception:  # noqa: BLE001 - whatever the decoder raises, the bytes are the caller's fault
+            return UNDECODABLE
+
+    return deserialize
+
+
+def _refusing_undecodable(behaviour: Callable[..., Any], request_streaming: bool) -> Callable[..., Any]:
+    """The behaviour, called only with decoded requests: a request (or a streamed message) that
+    did not decode raises InvalidArgument where the handler would have received it."""
+    if request_streaming:
+
+        async def decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for request in requests:
+                if request is UNDECODABLE:
+                    raise errors.InvalidArgument(UNDECODABLE_MESSAGE)
+                yield request
+
+        return lambda requests, context: behaviour(decoded(requests), context)
+
+    def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if request is UNDECODABLE:
+            raise errors.InvalidArgument(UNDECODABLE_MESSAGE)
+        return behaviour(request, context)
+
+    return checked
 
 
 class _Call:
@@ -164,7 +219,7 @@ class _Call:
         if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE) or isinstance(error, sqlalchemy.exc.DataError):
             log.error("rpc_error", code=code.name, exc_info=error)
         self._end(code.name)
-        await context.abort(code, message)
+        await context.abort(code, message[:MAX_STATUS_MESSAGE_LENGTH])
 
     def _end(self, code_name: str) -> None:
         duration_s = time.perf_counter() - self.started

@@ -8,13 +8,15 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from services.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# Tokens this module issues are far shorter; a longer one is not ours.
+MAX_PAGE_TOKEN_LENGTH = 1024
 
 
 def page_size(requested: int) -> int:
@@ -32,6 +34,8 @@ def decode_page_token(token: str, filters: dict[str, Any]) -> dict[str, Any] | N
     """The position a token points at, or None for the first page."""
     if not token:
         return None
+    if len(token) > MAX_PAGE_TOKEN_LENGTH:
+        raise InvalidArgument(f"page_token is malformed: at most {MAX_PAGE_TOKEN_LENGTH} characters, got {len(token)}")
     try:
         padded = token + "=" * (-len(token) % 4)
         decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -57,8 +61,10 @@ def parse_created_position(position: dict[str, Any] | None) -> tuple[datetime, s
         raise InvalidArgument("page_token is malformed")
     try:
         created_at, record_id = datetime.fromisoformat(moment), str(uuid.UUID(record_id))
-    except ValueError:
+        if created_at.tzinfo is None:
+            raise ValueError("a naive time")
+        # In UTC, as stored: year 1 or 9999 with an offset falls outside datetime's range here.
+        created_at = created_at.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidArgument("page_token is malformed") from None
-    if created_at.tzinfo is None:
-        raise InvalidArgument("page_token is malformed")
     return created_at, record_id

@@ -6,10 +6,12 @@ A proto enum value is the Python enum member's name behind a prefix (`JOB_STATUS
 
 from datetime import datetime
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.errors import InvalidArgument
@@ -61,12 +63,26 @@ def duration(length_s: float) -> Duration:
     return value
 
 
+# google.protobuf.Duration's own range (about 10,000 years), which protobuf JSON can print.
+MAX_DURATION_SECONDS = 315_576_000_000
+
+
 def seconds(duration: Duration, field: str) -> float:
-    """A Duration as seconds; refuses malformed and negative ones, naming the field."""
+    """A Duration as seconds; refuses malformed and negative ones, naming the field. Each field's
+    own range is checked by its service's validation."""
     d = duration
-    if not -_NANOS_PER_S < d.nanos < _NANOS_PER_S or (d.seconds > 0 > d.nanos) or (d.seconds < 0 < d.nanos):
+    malformed_nanos = not -_NANOS_PER_S < d.nanos < _NANOS_PER_S or (d.seconds > 0 > d.nanos) or (d.seconds < 0 < d.nanos)
+    if malformed_nanos or abs(d.seconds) > MAX_DURATION_SECONDS:
         raise InvalidArgument(f"{field} is not a valid Duration (seconds={d.seconds}, nanos={d.nanos})")
     value = d.seconds + d.nanos / _NANOS_PER_S
     if value < 0:
         raise InvalidArgument(f"{field} must not be negative, got {value}s")
     return value
+
+
+def json_object(value: Struct, field: str) -> dict[str, Any]:
+    """A Struct as plain JSON data. A Struct can hold NaN and Infinity, JSON cannot: refused."""
+    try:
+        return json_format.MessageToDict(value)
+    except ValueError:
+        raise InvalidArgument(f"{field} must not contain NaN or Infinity (JSON has no such numbers)") from None

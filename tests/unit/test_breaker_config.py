@@ -16,27 +16,28 @@ def test_the_default_config_is_valid():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("window_type", "sliding", "window_type must be one of count_based, time_based, got 'sliding'"),
-        ("window_size", 0, "window_size must be in 1..10000, got 0"),
-        ("window_size", 10_001, "window_size must be in 1..10000, got 10001"),
-        ("window_size", 2.5, "window_size must be an integer, got 2.5"),
-        ("window_size", True, "window_size must be an integer, got True"),
+        ("window_type", "sliding", "sliding_window_type must be one of count_based, time_based, got 'sliding'"),
+        ("window_size", 0, "sliding_window_size must be in 1..10000, got 0"),
+        ("window_size", 10_001, "sliding_window_size must be in 1..10000, got 10001"),
+        ("window_size", 2.5, "sliding_window_size must be an integer, got 2.5"),
+        ("window_size", True, "sliding_window_size must be an integer, got True"),
         ("minimum_calls", 0, "minimum_calls must be an integer >= 1, got 0"),
         ("failure_rate_threshold", 0, "failure_rate_threshold must be in (0, 100], got 0"),
         ("failure_rate_threshold", 100.5, "failure_rate_threshold must be in (0, 100], got 100.5"),
         ("failure_rate_threshold", math.nan, "failure_rate_threshold must be in (0, 100], got nan"),
         ("failure_rate_threshold", "50", "failure_rate_threshold must be in (0, 100], got '50'"),
         ("slow_call_rate_threshold", -1.0, "slow_call_rate_threshold must be in (0, 100], got -1"),
-        ("slow_call_duration_threshold_s", 0.0, "slow_call_duration_threshold_s must be > 0, got 0"),
-        ("slow_call_duration_threshold_s", math.inf, "slow_call_duration_threshold_s must be > 0, got inf"),
+        ("slow_call_duration_threshold_s", 0.0, "slow_call_duration_threshold must be in (0s, 86400s], got 0s"),
+        ("slow_call_duration_threshold_s", math.inf, "slow_call_duration_threshold must be in (0s, 86400s], got inf"),
+        ("slow_call_duration_threshold_s", 9.2e18, "slow_call_duration_threshold must be in (0s, 86400s], got 9.2e+18s"),
         ("consecutive_failure_threshold", -1, "consecutive_failure_threshold must be 0 (off) or in 1..10000, got -1"),
         ("consecutive_failure_threshold", 10_001, "must be 0 (off) or in 1..10000, got 10001"),
-        ("open_wait_s", 0.0, "open_wait_s must be in (0, 86400], got 0"),
-        ("open_wait_s", 86_401.0, "open_wait_s must be in (0, 86400], got 86401"),
+        ("open_wait_s", 0.0, "open_wait_duration must be in (0s, 86400s], got 0s"),
+        ("open_wait_s", 86_401.0, "open_wait_duration must be in (0s, 86400s], got 86401s"),
         ("open_wait_multiplier", 0.5, "open_wait_multiplier must be in [1, 100], got 0.5"),
         ("open_wait_multiplier", 101, "open_wait_multiplier must be in [1, 100], got 101"),
-        ("max_open_wait_s", 29.0, "max_open_wait_s must be in [open_wait_s (30), 86400], got 29"),
-        ("max_open_wait_s", 86_401.0, "max_open_wait_s must be in [open_wait_s (30), 86400], got 86401"),
+        ("max_open_wait_s", 29.0, "max_open_wait_duration must be in [open_wait_duration (30s), 86400s], got 29s"),
+        ("max_open_wait_s", 86_401.0, "max_open_wait_duration must be in [open_wait_duration (30s), 86400s], got 86401s"),
         ("half_open_permitted_calls", 0, "half_open_permitted_calls must be in 1..1000, got 0"),
         ("half_open_permitted_calls", 1001, "half_open_permitted_calls must be in 1..1000, got 1001"),
     ],
@@ -48,7 +49,7 @@ def test_validated_names_the_bad_field_and_its_range(field, value, message):
 
 
 def test_minimum_calls_above_a_count_window_size_is_refused():
-    expected = r"minimum_calls must be <= window_size \(5\) for a count-based window, got 6"
+    expected = r"minimum_calls must be <= sliding_window_size \(5\) for a count-based window, got 6"
     with pytest.raises(InvalidArgument, match=expected):
         BreakerConfig(window_size=5, minimum_calls=6).validated()
 
