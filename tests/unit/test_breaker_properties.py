@@ -260,12 +260,17 @@ def test_the_open_wait_backs_off_by_the_multiplier_and_never_exceeds_the_cap(con
     b, _ = force_close(b, "", now)
     b, _ = reset(b, now)
     waits = []
-    while len(waits) <= reopenings:
+    # Each opening needs at most minimum_calls failures (CLOSED) or a full trial (HALF_OPEN):
+    # a config that never trips fails here instead of looping for ever.
+    for _ in range((reopenings + 1) * (config.minimum_calls + config.half_open_permitted_calls + 1)):
         b, _ = record_outcome(b, False, None, now)
         if b.state is S.OPEN and b.state_changed_at == now:
             waits.append(b.open_until - now)
             now = b.open_until
             b, _ = advance(b, now)
+        if len(waits) > reopenings:
+            break
+    assert len(waits) > reopenings, f"the breaker opened {len(waits)} times, not {reopenings + 1}"
     assert all(w <= config.max_open_wait_s for w in waits)
     assert waits == sorted(waits)
     assert waits[0] == config.open_wait_s
