@@ -29,6 +29,7 @@ EVERY_METHOD: tuple[MethodDescriptor, ...] = tuple(m for service in SERVICES for
 
 @dataclass
 class Services:
+    targets: dict[str, str]  # service full name -> its address
     channels: dict[str, grpc.aio.Channel]  # service full name -> channel to it
 
     def channel(self, method: MethodDescriptor) -> grpc.aio.Channel:
@@ -46,15 +47,13 @@ async def three_services(breaker_store: BreakerStore, job_database: str, campaig
             campaigns = CampaignApp(campaign_support.settings(campaign_database, breaker_target, job_target))
             await campaigns.start()
             try:
-                async with (
-                    grpc.aio.insecure_channel(breaker_target) as breaker_channel,
-                    grpc.aio.insecure_channel(f"127.0.0.1:{campaigns.port}") as campaign_channel,
-                ):
-                    yield Services({
-                        SERVICES[0].full_name: breaker_channel,
-                        SERVICES[1].full_name: jobs.channel,
-                        SERVICES[2].full_name: campaign_channel,
-                    })
+                targets = dict(zip((s.full_name for s in SERVICES), (breaker_target, job_target, f"127.0.0.1:{campaigns.port}")))
+                channels = {name: grpc.aio.insecure_channel(target) for name, target in targets.items()}
+                try:
+                    yield Services(targets, channels)
+                finally:
+                    for channel in channels.values():
+                        await channel.close()
             finally:
                 await campaigns.stop()
 
@@ -65,6 +64,10 @@ def path(method: MethodDescriptor) -> str:
 
 def request_class(method: MethodDescriptor) -> type[Message]:
     return GetMessageClass(method.input_type)
+
+
+def response_class(method: MethodDescriptor) -> type[Message]:
+    return GetMessageClass(method.output_type)
 
 
 def _identity(raw: bytes) -> bytes:
