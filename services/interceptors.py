@@ -57,6 +57,8 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
         for error_type in type(error).__mro__:
             if error_type in STATUS_BY_ERROR:
                 return STATUS_BY_ERROR[error_type], error.message
+    if isinstance(error, NotImplementedError):  # what a generated servicer base raises for a missing method
+        return grpc.StatusCode.UNIMPLEMENTED, "this method is not implemented"
     if is_storage_outage(error):
         return grpc.StatusCode.UNAVAILABLE, "storage is unavailable, retry later"
     if isinstance(error, sqlalchemy.exc.DataError):

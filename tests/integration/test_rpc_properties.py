@@ -24,7 +24,7 @@ from campaign.v1 import campaign_pb2 as cpb
 from campaign.v1 import campaign_pb2_grpc
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from job.v1 import job_pb2 as jpb
 from job.v1 import job_pb2_grpc
@@ -43,7 +43,8 @@ GRPCURL = Path(sys.executable).parent / "grpcurl"
 NEVER = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED)
 METHODS = {m.full_name: m for m in EVERY_METHOD}
 SEEDED_JOBS = 12
-SWEEP = settings(deadline=None, suppress_health_check=list(HealthCheck), database=None)
+# No shrinking: each step is a real call, and the first failing request is printed as found.
+SWEEP = settings(deadline=None, suppress_health_check=list(HealthCheck), database=None, phases=[Phase.explicit, Phase.generate])
 
 
 @dataclass

@@ -186,6 +186,9 @@ class TestErrorMapping:
         refused = sqlalchemy.exc.DataError("INSERT", {}, Exception("invalid byte sequence"))
         assert status_for(refused) == (grpc.StatusCode.INVALID_ARGUMENT, "a value in the request cannot be stored")
 
+    def test_a_method_the_servicer_does_not_implement_is_unimplemented(self) -> None:
+        assert status_for(NotImplementedError("Method not implemented!"))[0] is grpc.StatusCode.UNIMPLEMENTED
+
     def test_bugs_are_internal_without_leaking_details(self) -> None:
         assert status_for(KeyError("secret_column")) == (grpc.StatusCode.INTERNAL, "internal error")
 
