@@ -29,6 +29,9 @@ class BreakerServiceStub:
     """BreakerService keeps one circuit breaker per dependency (a third-party provider such as
     `openai`). Callers record the outcome of each call, ask for permission before calling, and
     subscribe to the ordered stream of state transitions. State is shared by every replica.
+    Every request is checked against the limits its fields state before anything is stored; one
+    outside them, or one that does not decode, is INVALID_ARGUMENT. A dependency name is 1..63
+    lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit.
     """
 
     def __init__(self, channel):
@@ -98,6 +101,9 @@ class BreakerServiceServicer:
     """BreakerService keeps one circuit breaker per dependency (a third-party provider such as
     `openai`). Callers record the outcome of each call, ask for permission before calling, and
     subscribe to the ordered stream of state transitions. State is shared by every replica.
+    Every request is checked against the limits its fields state before anything is stored; one
+    outside them, or one that does not decode, is INVALID_ARGUMENT. A dependency name is 1..63
+    lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit.
     """
 
     def RecordOutcome(self, request, context):
@@ -256,6 +262,9 @@ class BreakerService:
     """BreakerService keeps one circuit breaker per dependency (a third-party provider such as
     `openai`). Callers record the outcome of each call, ask for permission before calling, and
     subscribe to the ordered stream of state transitions. State is shared by every replica.
+    Every request is checked against the limits its fields state before anything is stored; one
+    outside them, or one that does not decode, is INVALID_ARGUMENT. A dependency name is 1..63
+    lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit.
     """
 
     @staticmethod

@@ -28,7 +28,10 @@ if _version_not_supported:
 class CampaignServiceStub:
     """CampaignService owns campaigns and their lifecycle. A campaign cannot start or resume
     while one of its dependencies' breakers is open; a running campaign pauses by itself while
-    one is open and runs again when none is, unless an operator also paused it.
+    one is open and runs again when none is, unless an operator also paused it. Every request is
+    checked against the limits its fields state before anything is stored; one outside them, or
+    one that does not decode, is INVALID_ARGUMENT. Ids are UUIDs; dependency names are as in
+    breaker.v1.
     """
 
     def __init__(self, channel):
@@ -87,7 +90,10 @@ class CampaignServiceStub:
 class CampaignServiceServicer:
     """CampaignService owns campaigns and their lifecycle. A campaign cannot start or resume
     while one of its dependencies' breakers is open; a running campaign pauses by itself while
-    one is open and runs again when none is, unless an operator also paused it.
+    one is open and runs again when none is, unless an operator also paused it. Every request is
+    checked against the limits its fields state before anything is stored; one outside them, or
+    one that does not decode, is INVALID_ARGUMENT. Ids are UUIDs; dependency names are as in
+    breaker.v1.
     """
 
     def CreateCampaign(self, request, context):
@@ -215,7 +221,10 @@ def add_CampaignServiceServicer_to_server(servicer, server):
 class CampaignService:
     """CampaignService owns campaigns and their lifecycle. A campaign cannot start or resume
     while one of its dependencies' breakers is open; a running campaign pauses by itself while
-    one is open and runs again when none is, unless an operator also paused it.
+    one is open and runs again when none is, unless an operator also paused it. Every request is
+    checked against the limits its fields state before anything is stored; one outside them, or
+    one that does not decode, is INVALID_ARGUMENT. Ids are UUIDs; dependency names are as in
+    breaker.v1.
     """
 
     @staticmethod

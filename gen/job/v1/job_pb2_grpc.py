@@ -28,7 +28,9 @@ if _version_not_supported:
 class JobServiceStub:
     """JobService is a durable work queue. Jobs name the dependencies (providers) they call;
     the service pauses them while a dependency's breaker is open and resumes them when it
-    recovers, without spending their attempts.
+    recovers, without spending their attempts. Every request is checked against the limits its
+    fields state before anything is stored; one outside them, or one that does not decode, is
+    INVALID_ARGUMENT. Ids are UUIDs; dependency names are as in breaker.v1.
     """
 
     def __init__(self, channel):
@@ -112,7 +114,9 @@ class JobServiceStub:
 class JobServiceServicer:
     """JobService is a durable work queue. Jobs name the dependencies (providers) they call;
     the service pauses them while a dependency's breaker is open and resumes them when it
-    recovers, without spending their attempts.
+    recovers, without spending their attempts. Every request is checked against the limits its
+    fields state before anything is stored; one outside them, or one that does not decode, is
+    INVALID_ARGUMENT. Ids are UUIDs; dependency names are as in breaker.v1.
     """
 
     def CreateJob(self, request, context):
@@ -311,7 +315,9 @@ def add_JobServiceServicer_to_server(servicer, server):
 class JobService:
     """JobService is a durable work queue. Jobs name the dependencies (providers) they call;
     the service pauses them while a dependency's breaker is open and resumes them when it
-    recovers, without spending their attempts.
+    recovers, without spending their attempts. Every request is checked against the limits its
+    fields state before anything is stored; one outside them, or one that does not decode, is
+    INVALID_ARGUMENT. Ids are UUIDs; dependency names are as in breaker.v1.
     """
 
     @staticmethod
