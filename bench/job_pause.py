@@ -74,9 +74,13 @@ async def counts(app: JobApp) -> dict[str, int]:
 
 
 def label(sql: str) -> str:
-    """'UPDATE jobs', 'INSERT job_holds', 'SELECT breaker_states', ..."""
+    """'UPDATE jobs', 'INSERT job_holds', 'SELECT breaker_states', 'WITH (UPDATE jobs, ...)'."""
+    verb = sql.split(None, 1)[0].upper()
+    if verb == "WITH":
+        changes = re.findall(r"\b(UPDATE|INSERT INTO|DELETE FROM)\s+(\w+)", sql, re.IGNORECASE)
+        return "WITH (" + ", ".join(f"{change.split()[0].upper()} {table}" for change, table in changes) + ")"
     table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", sql, re.IGNORECASE)
-    return f"{sql.split(None, 1)[0].upper()} {table.group(1) if table else '?'}"
+    return f"{verb} {table.group(1) if table else '?'}"
 
 
 async def apply(app: JobApp, statements: list[str], revision: int, old: BreakerState, new: BreakerState) -> tuple[list[object], str]:
