@@ -136,7 +136,9 @@ job_dependencies = Table(
 job_holds = Table(
     "job_holds",
     metadata,
-    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    # No foreign key to jobs: its check ran once per inserted hold, and a breaker opening
+    # inserts one per queued job of the provider (migration 0005 says why that is safe).
+    Column("job_id", String(36), nullable=False),
     Column("kind", HOLD_KIND, nullable=False),
     Column("dependency", String(63), nullable=False),  # '' for campaign holds
     Column("revision", BigInteger, nullable=False),  # breaker holds; 0 for the others
