@@ -137,7 +137,7 @@ job_holds = Table(
     "job_holds",
     metadata,
     # No foreign key to jobs: its check ran once per inserted hold, and a breaker opening
-    # inserts one per queued job of the provider (migration 0005 says why that is safe).
+    # inserts one per queued job of the provider (migration 0006 says why that is safe).
     Column("job_id", String(36), nullable=False),
     Column("kind", HOLD_KIND, nullable=False),
     Column("dependency", String(63), nullable=False),  # '' for campaign holds

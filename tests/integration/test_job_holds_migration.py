@@ -1,4 +1,4 @@
-"""Migration 0005 on a database with holds in it: job_holds loses its foreign key to jobs and
+"""Migration 0006 on a database with holds in it: job_holds loses its foreign key to jobs and
 keeps every hold; downgrading deletes holds whose job is gone and restores the key."""
 
 import asyncio
@@ -12,7 +12,7 @@ from job_svc.domain import HoldKind, JobStatus
 from job_svc.tables import job_holds, jobs
 from services.db import alembic_config, create_engine, upgrade_schema
 
-BEFORE = "0004"
+BEFORE = "0005"
 JOB = "11111111-1111-1111-1111-111111111111"
 GONE = "22222222-2222-2222-2222-222222222222"
 
