@@ -4,9 +4,10 @@
 A throw-away database is migrated and filled with set-based SQL (generate_series): a mix of
 statuses (70 % completed, 5 % failed, 3 % cancelled, 18 % pending of which a tenth scheduled
 later, 4 % processing of which half with an expired lease), 12 providers (a quarter of the
-jobs call two), 500 campaigns, priorities, request ids, a month of creation times; then
-VACUUM ANALYZE. A breaker opening on one provider and a manual pause of another hold their
-queued jobs (through job_svc's own code).
+jobs call two), 500 campaigns, priorities, request ids, creation times over 7 days and 4 hours
+(so the retention delete, 7 days by default, has ~2 % to do); then VACUUM ANALYZE. A breaker
+opening on one provider and a manual pause of another hold their queued jobs (through job_svc's
+own code).
 
 job_svc then runs in this process on port 0 with auto_explain loaded on each of its
 connections (ANALYZE and BUFFERS, every statement, the plans sent back as notices), and the
@@ -76,7 +77,7 @@ SELECT md5('job' || g)::uuid::text,
 FROM generate_series(1, $1::int) AS g,
      LATERAL (SELECT CASE WHEN g % 100 < 70 THEN 'completed' WHEN g % 100 < 75 THEN 'failed' WHEN g % 100 < 78 THEN 'cancelled'
                           WHEN g % 100 < 96 THEN 'pending' ELSE 'processing' END AS status) AS s,
-     LATERAL (SELECT now() - ($1::int - g) * interval '2.5 seconds' AS created) AS t
+     LATERAL (SELECT now() - (1 - g::float8 / $1::int) * interval '7 days 4 hours' AS created) AS t
 """
 FILL_DEPENDENCIES = """
 INSERT INTO job_dependencies (job_id, dependency)
@@ -259,7 +260,7 @@ async def every_call(call: Caller, app: JobApp, revision: int) -> int:
         await app.mirror.apply_transition(Transition(revision, TRIAL, old, new, 3, "explain"))
         revision += 1
     call.plans.phase = "background (sweeper, retention)"
-    await asyncio.sleep(2)  # a few sweeper and retention passes on their own
+    await asyncio.sleep(3)  # a few sweeper passes and a retention pass on their own
     return revision
 
 
