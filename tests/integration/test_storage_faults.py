@@ -31,7 +31,8 @@ async def test_cut_database_connections_answer_unavailable_and_the_next_calls_re
 
         async def work(worker: str) -> None:
             while cutting.is_set():
-                claimed = await call(svc.stub.ClaimJobs(claim_request(worker, [dependency], max_jobs=2)))
+                # A long lease: on a loaded machine a call may take longer than the default one.
+                claimed = await call(svc.stub.ClaimJobs(claim_request(worker, [dependency], max_jobs=2, lease_s=600)))
                 for job in claimed.jobs if claimed else ():
                     await call(svc.stub.CompleteJob(job_pb2.CompleteJobRequest(id=job.id, worker_id=worker)))
                 await call(svc.stub.CreateJob(create_request([dependency])))
