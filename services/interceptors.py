@@ -1,9 +1,10 @@
 """Cross-cutting concerns of every RPC, in one server interceptor.
 
-For each call: bind a request id, check the bearer token its access class needs (services.auth), map errors to status
-codes (a `ServiceError` to its code; storage outages, as `services.outages` tells them, to
-UNAVAILABLE; anything else to INTERNAL with a generic message, so a traceback never reaches the
-caller), and write one access-log line with method, peer, status code and duration.
+For each call: bind a request id, check the bearer token its access class needs
+(services.auth), map errors to status codes (a `ServiceError` to its code; storage outages, as
+`services.outages` tells them, to UNAVAILABLE; anything else to INTERNAL with a generic message,
+so a traceback never reaches the caller), and write one access-log line with method, peer,
+status code and duration.
 
 grpc.aio decodes a request before any handler code runs, and answers UNKNOWN (naming the
 exception) when that fails. So the interceptor gives every handler a tolerant decoder: bytes that
