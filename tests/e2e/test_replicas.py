@@ -212,6 +212,8 @@ async def stack(tmp_path: Path, redis_url: str, redis_prefix: str) -> AsyncItera
         yield await launch_stack(tmp_path, redis_url, redis_prefix, exit)
 
 
+# Six processes start and three restart: about 30 s on an idle 2-core machine, far more on a busy one.
+@pytest.mark.timeout(300)
 async def test_two_replicas_of_everything_behind_mtls_and_tokens_pause_exactly_once_and_survive_sigkill(stack: Stack) -> None:
     # --- the security the stack runs under ------------------------------------------------------
     async with grpc.aio.insecure_channel(stack.jobs[0].address) as plaintext:
