@@ -55,7 +55,7 @@ class JobServiceClient:
         self._token_metadata = bearer_metadata(service_token)
 
     async def send(self, command: JobCommand) -> None:
-        metadata = (("x-request-id", f"campaign-job-command-{command.id}"), *self._token_metadata)
+        metadata = (("x-request-id", command.request_id or f"campaign-job-command-{command.id}"), *self._token_metadata)
         try:
             if command.action is JobCommandAction.PAUSE:
                 request = job_pb2.PauseJobsRequest(campaign_id=command.campaign_id, reason=command.reason)

@@ -27,6 +27,7 @@ from campaign_svc.tables import (
     hold_kind,
     job_commands,
 )
+from services.request_id import current as current_request_id
 from services.watch import BreakerState
 
 c, deps, holds, commands = campaigns.c, campaign_dependencies.c, campaign_holds.c, job_commands.c
@@ -46,6 +47,7 @@ class JobCommand:
     action: JobCommandAction
     reason: str
     attempts: int
+    request_id: str | None = None  # the call that wrote it
 
 
 @dataclass(frozen=True)
@@ -184,9 +186,11 @@ class CampaignStore:
     async def enqueue_job_command(
         self, connection: AsyncConnection, campaign_id: str, action: JobCommandAction, reason: str, now: datetime
     ) -> None:
+        """Queues a command for job_svc, with the id of the call writing it."""
         await connection.execute(
             job_commands.insert().values(
-                campaign_id=uuid.UUID(campaign_id), action=action.value, reason=reason, created_at=now, attempts=0
+                campaign_id=uuid.UUID(campaign_id), action=action.value, reason=reason, created_at=now, attempts=0,
+                request_id=current_request_id(),
             )
         )
 
@@ -198,7 +202,7 @@ class CampaignStore:
         ).first()
         if row is None:
             return None
-        return JobCommand(row.id, str(row.campaign_id), JobCommandAction(row.action), row.reason, row.attempts)
+        return JobCommand(row.id, str(row.campaign_id), JobCommandAction(row.action), row.reason, row.attempts, row.request_id)
 
     async def delete_job_command(self, connection: AsyncConnection, command_id: int) -> None:
         await connection.execute(delete(job_commands).where(commands.id == command_id))

@@ -109,6 +109,8 @@ job_commands = Table(
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text, nullable=True),
     Column("given_up_at", UTCDateTime, nullable=True),
+    # The call that wrote the command, sent on to job_svc as x-request-id.
+    Column("request_id", String(128), nullable=True),
     # What the forwarder reads: the oldest rows still to deliver (set-aside ones are not in it).
     Index(
         "ix_job_commands_pending",

@@ -26,6 +26,7 @@ from job_svc.store import JobStore, OutboxBatch, OutboxRow
 from services.backoff import Backoff
 from services.client.channel import bearer_metadata, open_channel
 from services.protoconv import duration
+from services.request_id import joined as joined_request_ids
 
 log = structlog.get_logger()
 
@@ -104,7 +105,7 @@ class OutcomeForwarder:
             await self._set_aside(unsendable, "the outcome cannot be expressed in a RecordOutcomesRequest")
         if requests:
             try:
-                await stub.RecordOutcomes(iter(requests), timeout=self._timeout_s, metadata=self._metadata)
+                await stub.RecordOutcomes(iter(requests), timeout=self._timeout_s, metadata=self._call_metadata(batch.rows))
             except grpc.aio.AioRpcError as error:
                 await self._failed(batch, error)
                 return len(batch.rows)
@@ -136,6 +137,12 @@ class OutcomeForwarder:
         metrics.OUTCOMES_SET_ASIDE.inc(len(rows))
         for row in rows:
             log.error("outcome_set_aside", outbox_id=row.id, dependency=row.dependency, error=reason)
+
+
+    def _call_metadata(self, rows: Sequence[OutboxRow]) -> tuple[tuple[str, str], ...]:
+        """The token, and as x-request-id the ids of the calls that wrote the batch."""
+        callers = joined_request_ids([row.request_id for row in rows])
+        return (*self._metadata, ("x-request-id", callers)) if callers else self._metadata
 
 
 def _now() -> datetime:

@@ -40,6 +40,7 @@ from job_svc.tables import (
 from job_svc.wakeups import CHANNEL, ClaimSignal, encode_due
 from services.errors import NotFound
 from services.mirror import BreakerMirror
+from services.request_id import current as current_request_id
 
 # The first key of job_svc's advisory locks on hold keys ("job_"); the second is the key's hash.
 # PostgreSQL keeps two-key advisory locks apart from one-key ones (the migration lock).
@@ -65,6 +66,7 @@ class OutboxRow:
     dependency: str
     success: bool
     duration_s: float | None
+    request_id: str | None
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,10 @@ def _in_batch(batch_id: str) -> Any:
     return and_(breaker_outbox.c.batch_id == batch_id, breaker_outbox.c.set_aside_at.is_(None))
 
 
-_OUTBOX_COLUMNS = (breaker_outbox.c.id, breaker_outbox.c.dependency, breaker_outbox.c.success, breaker_outbox.c.duration_s)
+_OUTBOX_COLUMNS = (
+    breaker_outbox.c.id, breaker_outbox.c.dependency, breaker_outbox.c.success, breaker_outbox.c.duration_s,
+    breaker_outbox.c.request_id,
+)
 _MAX_ERROR = 2000
 
 
@@ -420,8 +425,13 @@ class JobTx(HoldStatements, LeaseStatements):
         return (await self.connection.execute(delete(jobs).where(jobs.c.id.in_(oldest)))).rowcount
 
     async def add_outcomes(self, outcomes: list[Outcome], now: datetime) -> None:
+        """Outbox rows for the forwarder, each with the id of the call writing it."""
         if outcomes:
-            rows = [{"dependency": o.dependency, "success": o.success, "duration_s": o.duration_s, "created_at": now} for o in outcomes]
+            caller = current_request_id()
+            rows = [
+                {"dependency": o.dependency, "success": o.success, "duration_s": o.duration_s, "created_at": now, "request_id": caller}
+                for o in outcomes
+            ]
             await self.connection.execute(insert(breaker_outbox), rows)
 
     # -- status --------------------------------------------------------------------------------

@@ -176,6 +176,8 @@ breaker_outbox = Table(
     Column("last_error", Text, nullable=False, server_default=""),
     # Set aside (never sent again) after bounded retries, so it cannot block the rows behind it.
     Column("set_aside_at", UtcDateTime, nullable=True),
+    # The call that wrote the outcome, sent on to breaker_svc as x-request-id.
+    Column("request_id", String(128), nullable=True),
 )
 # The two ways the forwarder takes rows, oldest first: batches already formed (few) and rows not
 # yet in a batch; set-aside rows are in neither index.

@@ -14,7 +14,6 @@ that the call turns into INVALID_ARGUMENT, through the same error mapping as eve
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -22,7 +21,7 @@ import grpc
 import sqlalchemy.exc
 import structlog
 
-from services import errors
+from services import errors, request_id
 from services.auth import Access, Tokens
 from services.outages import is_storage_outage
 from services.grpc_metrics import RpcMetrics, rpc_type
@@ -202,9 +201,7 @@ class _Call:
         """Binds the call's log context and counts the call; returns its request (a request
         stream counted as it is read)."""
         metadata = dict(context.invocation_metadata() or ())
-        structlog.contextvars.bind_contextvars(
-            request_id=metadata.get("x-request-id") or uuid.uuid4().hex[:16], method=self.method
-        )
+        structlog.contextvars.bind_contextvars(request_id=request_id.begin(metadata.get("x-request-id")), method=self.method)
         self.peer = context.peer()
         self.started = time.perf_counter()
         return self.metrics.started(request_or_iterator)

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 import prometheus_client
@@ -31,6 +31,10 @@ from services.auth import Access, Tokens
 from services.config import ConfigError, ServerSettings, ServerTLS
 from services.interceptors import ServiceInterceptor
 from services.logging import configure_logging
+from services.tracing import configure as configure_tracing
+
+if TYPE_CHECKING:
+    from services.otel_tracing import Tracing
 
 log = structlog.get_logger()
 
@@ -65,6 +69,7 @@ class ServiceHost:
         self._health_server: grpc.aio.Server | None = None
         self._stopped = False
         self._arrivals = _ArrivalClock()
+        self.tracing: "Tracing | None" = None  # set by run_service when OTEL_* variables ask for it
 
     async def start(
         self,
@@ -76,7 +81,9 @@ class ServiceHost:
         services' tables of method -> access class (services.auth)."""
         tokens = Tokens(admin=self.settings.admin_token, service=self.settings.service_token)
         server = grpc.aio.server(
-            interceptors=[self._arrivals, ServiceInterceptor(access, tokens)],
+            interceptors=[
+                self._arrivals, *(self.tracing.server_interceptors() if self.tracing else []), ServiceInterceptor(access, tokens)
+            ],
             # Without this, a second process could bind the same port silently (SO_REUSEPORT).
             options=[("grpc.so_reuseport", 0)],
         )
@@ -175,10 +182,14 @@ def run_service(name: str, make_app: Callable[[], ServedApp]) -> int:
     setting exits 2 with the message), serve until SIGTERM or SIGINT, then clean up."""
 
     async def serve() -> None:
+        tracing = configure_tracing(name)  # before the app opens any channel
         app = make_app()
         configure_logging(name, app.host.settings.log_level)
+        app.host.tracing = tracing
         await app.start()
         await app.host.run_until_signalled([app.close])
+        if tracing is not None:
+            tracing.shutdown()
 
     try:
         asyncio.run(serve())

@@ -22,6 +22,7 @@ library's `logging` (logger `services.client.watch`); the services pass their st
 
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -194,8 +195,13 @@ class BreakerWatcher:
                 request.from_revision = revision
                 request.epoch = epoch
             stream_epoch = epoch if revision is not None else None
-            self._log.info("breaker_stream_connecting", target=self._target, from_revision=revision, epoch=epoch)
-            async for message in stub.WatchTransitions(request, metadata=self._metadata):
+            # Each stream has its own request id, in breaker_svc's access log and in ours.
+            stream_id = f"watch-{uuid.uuid4().hex[:16]}"
+            self._log.info(
+                "breaker_stream_connecting", target=self._target, from_revision=revision, epoch=epoch, stream_request_id=stream_id
+            )
+            metadata = (*self._metadata, ("x-request-id", stream_id))
+            async for message in stub.WatchTransitions(request, metadata=metadata):
                 self.connected = True
                 self.last_contact_monotonic = time.monotonic()
                 self.last_contact_wall = time.time()
