@@ -138,7 +138,6 @@ class OutcomeForwarder:
         for row in rows:
             log.error("outcome_set_aside", outbox_id=row.id, dependency=row.dependency, error=reason)
 
-
     def _call_metadata(self, rows: Sequence[OutboxRow]) -> tuple[tuple[str, str], ...]:
         """The token, and as x-request-id the ids of the calls that wrote the batch."""
         callers = joined_request_ids([row.request_id for row in rows])
