@@ -196,3 +196,15 @@ def test_every_metric_the_alert_rules_ask_for_is_exported(scrapes) -> None:
     words = {w for expr in expressions for w in re.findall(r"[a-z_][a-z0-9_]*", re.sub(r'"[^"]*"', "", expr))}
     wanted = {w for w in words if w.startswith(("grpc_server_", "breaker_", "job_", "campaign_"))}
     assert wanted and wanted - exported == set()
+
+
+def test_the_readmes_table_names_every_metric_the_services_export(scrapes) -> None:
+    exported = {
+        re.sub(r"_(bucket|sum|count)$", "", name)
+        for samples in scrapes.values() for name in samples
+        if name.startswith(("grpc_server_", "breaker_", "job_", "campaign_")) and not name.endswith("_created")
+    }
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## Metrics", 1)[1].split("\n\n")[2]
+    documented = set(re.findall(r"`([a-z_]+)`", "\n".join(line.split("|")[1] for line in table.splitlines()[2:])))
+    assert documented == exported
