@@ -20,6 +20,7 @@ from job_svc import statements
 from job_svc.domain import ClaimRequest, FailurePlan, Finish, Job, JobStatus, poison_error
 from job_svc.holds import chunks
 from job_svc.tables import JOB_STATUS, breaker_outbox, job_holds, jobs
+from services.request_id import current as current_request_id
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,18 @@ class LeaseStatements:
             "ids": [f.job_id for f in finishes], "worker_id": worker_id, "now": now,
             "results": json.dumps({f.job_id: f.result for f in finishes if f.result is not None}),
             "durations": json.dumps({f.job_id: f.call_duration_s for f in finishes}),
+            # The outbox rows remember the completing call (not "request_id": that would name the
+            # jobs column the UPDATE could then set).
+            "caller_request_id": current_request_id(),
         }
         rows = list(await self.connection.execute(statements.complete(self.postgres, whole_rows), values))
         completed = [Completed(row.id, tuple(sorted(row.dependency_list.split(","))), row) for row in rows]
         if completed and not self.postgres:
             await self.connection.execute(statements.complete_holds(), {"ids": [c.job_id for c in completed]})
             durations = {f.job_id: f.call_duration_s for f in finishes}
+            caller = values["caller_request_id"]
             rows = [
-                {"dependency": d, "success": True, "duration_s": durations[c.job_id], "created_at": now}
+                {"dependency": d, "success": True, "duration_s": durations[c.job_id], "created_at": now, "request_id": caller}
                 for c in completed for d in c.dependencies
             ]
             await self.connection.execute(insert(breaker_outbox), rows)

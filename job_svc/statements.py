@@ -144,10 +144,11 @@ def complete(postgres: bool, whole_rows: bool) -> Any:
     outcomes = (
         insert(breaker_outbox)
         .from_select(
-            ["dependency", "success", "duration_s", "created_at"],
-            select(job_dependencies.c.dependency, true(), duration, bindparam("now", type_=UtcDateTime)).where(
-                job_dependencies.c.job_id.in_(select(done.c.id))
-            ),
+            ["dependency", "success", "duration_s", "created_at", "request_id"],
+            select(
+                job_dependencies.c.dependency, true(), duration, bindparam("now", type_=UtcDateTime),
+                bindparam("caller_request_id", type_=String),
+            ).where(job_dependencies.c.job_id.in_(select(done.c.id))),
         )
         .cte("outcomes")
     )
