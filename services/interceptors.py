@@ -1,6 +1,7 @@
 """Cross-cutting concerns of every RPC, in one server interceptor.
 
-For each call: bind a request id, check the bearer token its access class needs
+For each call: bind a request id (services.request_id), count the standard gRPC server metrics
+(services.grpc_metrics), check the bearer token its access class needs
 (services.auth), map errors to status codes (a `ServiceError` to its code; storage outages, as
 `services.outages` tells them, to UNAVAILABLE; anything else to INTERNAL with a generic message,
 so a traceback never reaches the caller), and write one access-log line with method, peer,
