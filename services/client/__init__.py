@@ -15,7 +15,9 @@ from services.client.breakers import (
 from services.client.calls import Caller, ServiceClient
 from services.client.campaigns import CampaignClient
 from services.client.channel import ClientTLS
+from services.client.jobs import JobClient, job_request, sync_job_client
 from services.client.sync import SyncFacade
+from services.client.worker import JobContext, Worker
 
 __all__ = [
     "BreakerClient",
@@ -25,9 +27,14 @@ __all__ = [
     "Caller",
     "CampaignClient",
     "ClientTLS",
+    "JobClient",
+    "JobContext",
     "OutcomePolicy",
     "ServiceClient",
     "SyncBreakerClient",
     "SyncFacade",
+    "Worker",
     "failed_dependency",
+    "job_request",
+    "sync_job_client",
 ]
