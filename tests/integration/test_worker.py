@@ -15,8 +15,9 @@ from job.v1 import job_pb2
 
 from breaker_svc.store.memory import MemoryStore
 from job_svc.domain import RetryPolicy
+from services.breaker_state import BreakerState
 from services.client import JobClient, JobContext, Worker
-from services.client.breaker import BreakerClient
+from services.client.breakers import BreakerClient
 from tests.support.breaker import running_app
 from tests.support.job import RunningJobs, claim_request, running_jobs, unique
 from tests.support.polling import eventually
@@ -180,7 +181,7 @@ async def test_breaker_open_pauses_the_job_with_no_attempt_spent_until_the_break
 
 
 async def _is_open(breakers: BreakerClient, dependency: str) -> bool:
-    return breakers.state(dependency) == breaker_pb2.BREAKER_STATE_FORCED_OPEN
+    return breakers.state(dependency) is BreakerState.FORCED_OPEN
 
 
 async def test_at_most_concurrency_handlers_run_at_once(shared: Stack) -> None:

@@ -15,9 +15,11 @@ import logging
 import os
 import sys
 
-from services.client.breaker import BreakerClient
+import grpc
+
+from services.client.breakers import BreakerClient
 from services.client.jobs import JobClient
-from services.client.worker.runner import Worker
+from services.client.worker.runner import MAX_CONCURRENCY, Worker
 
 log = logging.getLogger("services.client.worker")
 
@@ -27,20 +29,37 @@ def load_worker(path: str) -> Worker:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise SystemExit(f"expected MODULE:OBJECT, got {path!r}")
-    found: object = importlib.import_module(module_name)
+    try:
+        found: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name.split(".")[0] and error.name != module_name:
+            raise  # the module itself failed to import something
+        raise SystemExit(f"no module {module_name!r} here ({os.getcwd()}) or on PYTHONPATH") from None
     for name in attribute.split("."):
-        found = getattr(found, name)
+        try:
+            found = getattr(found, name)
+        except AttributeError:
+            raise SystemExit(f"{module_name} has no {attribute!r}") from None
     if not isinstance(found, Worker):
         raise SystemExit(f"{path} is a {type(found).__name__}, not a services.client.Worker")
     return found
 
 
+def concurrency(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_CONCURRENCY}")
+    return value
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="graceful-worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("worker", metavar="MODULE:OBJECT", help="the Worker to run, e.g. myapp.workers:worker")
-    parser.add_argument("--job-target", default=os.environ.get("JOB_TARGET", "127.0.0.1:50053"))
-    parser.add_argument("--breaker-target", default=os.environ.get("BREAKER_TARGET", "127.0.0.1:50051"))
-    parser.add_argument("--concurrency", type=int, help="handlers run at once (default: the Worker's)")
+    parser.add_argument("--job-target", default=os.environ.get("JOB_TARGET", "127.0.0.1:50053"), help="job_svc (env JOB_TARGET)")
+    parser.add_argument(
+        "--breaker-target", default=os.environ.get("BREAKER_TARGET", "127.0.0.1:50051"), help="breaker_svc (env BREAKER_TARGET)"
+    )
+    parser.add_argument("--concurrency", type=concurrency, help="handlers run at once (default: the Worker's)")
     parser.add_argument("--worker-id", help="the id leases are held under (default: the Worker's)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
@@ -64,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         worker.concurrency = arguments.concurrency
     if arguments.worker_id is not None:
         worker.worker_id = arguments.worker_id
-    asyncio.run(serve(worker, arguments.job_target, arguments.breaker_target))
+    try:
+        asyncio.run(serve(worker, arguments.job_target, arguments.breaker_target))
+    except grpc.aio.AioRpcError as error:  # e.g. UNAUTHENTICATED: retrying cannot help
+        log.error("worker_failed code=%s details=%s", error.code().name, error.details())
+        return 1
     return 0
 
 

@@ -23,7 +23,7 @@ from google.protobuf.struct_pb2 import Struct
 from job.v1 import job_pb2
 
 from services.backoff import Backoff
-from services.client.breaker import blamed_dependency
+from services.client.breakers import failed_dependency
 from services.client.jobs import completion, failure
 
 log = logging.getLogger("services.client.worker")
@@ -58,7 +58,7 @@ def finish_returned(job: job_pb2.Job, value: Any) -> job_pb2.JobFinish:
 def finish_raised(job: job_pb2.Job, error: BaseException) -> job_pb2.JobFinish:
     """Blames the provider when the error was its breaker refusing or a failure a guard
     recorded against it, and it is one of the job's dependencies; otherwise the job itself."""
-    dependency = blamed_dependency(error)
+    dependency = failed_dependency(error)
     finish = failure(describe(error), dependency if dependency in job.dependencies else "")
     finish.id = job.id
     return finish

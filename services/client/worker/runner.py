@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from job.v1 import job_pb2
 
 from services.backoff import Backoff
-from services.client.breaker import BreakerClient
+from services.client.breakers import BreakerClient
 from services.client.worker.finishes import FinishBatcher, finish_raised, finish_returned
 from services.client.jobs import JobClient
 from services.client.worker.leases import LeaseKeeper
@@ -26,6 +26,7 @@ log = logging.getLogger("services.client.worker")
 Handler = Callable[["JobContext"], Awaitable[Mapping[str, Any] | None]]
 
 # A claim that fails with one of these is retried after a pause; anything else stops the worker.
+MAX_CONCURRENCY = 1000  # what one ClaimJobs, RenewLeases or FinishJobs call takes
 TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
@@ -84,8 +85,10 @@ class Worker:
         finish_batch: int = 100,
         finish_delay_s: float = 0.005,
     ) -> None:
-        if concurrency < 1 or lease_s < 1 or grace_s < 0:
-            raise ValueError("concurrency must be at least 1, lease_s at least 1 and grace_s not negative")
+        if not 1 <= concurrency <= MAX_CONCURRENCY or lease_s < 1 or grace_s < 0 or not 1 <= claim_wait_s <= 60:
+            raise ValueError(
+                f"concurrency must be 1..{MAX_CONCURRENCY}, lease_s at least 1, grace_s not negative and claim_wait_s 1..60"
+            )
         self.jobs = jobs
         self.breakers = breakers
         self.worker_id = worker_id or default_worker_id()
@@ -118,7 +121,6 @@ class Worker:
         jobs, breakers = jobs or self.jobs, breakers or self.breakers
         if jobs is None or breakers is None or not self.handlers:
             raise ValueError("a worker needs a JobClient, a BreakerClient and at least one handler")
-        self._stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
         for number in signals:
@@ -126,6 +128,7 @@ class Worker:
         try:
             await _Run(self, jobs, breakers).until(self._stopping)
         finally:
+            self._stopping.clear()  # the worker can run again
             for number in signals:
                 loop.remove_signal_handler(number)
 
@@ -208,8 +211,11 @@ class _Run:
             except BaseException:
                 self.slots.give_back(reserved)
                 raise
-            backoff.reset()
             self.slots.give_back(reserved - len(claimed))
+            if claimed:
+                backoff.reset()
+            elif loop.time() - claimed_at < worker.claim_wait_s / 2:
+                await backoff.wait()  # answered early with nothing: job_svc is shutting down, or lost a race
             for job in claimed:
                 self.leases.hold(job.id, claimed_at)
                 self.running[job.id] = asyncio.create_task(self._handle(job), name=f"job-{job.id}")
