@@ -15,7 +15,7 @@ from services.client.breakers import (
 from services.client.calls import Caller, ServiceClient
 from services.client.campaigns import CampaignClient
 from services.client.channel import ClientTLS
-from services.client.jobs import JobClient, job_request, sync_job_client
+from services.client.jobs import JobClient, SyncJobClient, job_request
 from services.client.sync import SyncFacade
 from services.client.worker import JobContext, Worker
 
@@ -33,8 +33,8 @@ __all__ = [
     "ServiceClient",
     "SyncBreakerClient",
     "SyncFacade",
+    "SyncJobClient",
     "Worker",
     "failed_dependency",
     "job_request",
-    "sync_job_client",
 ]

@@ -65,7 +65,7 @@ async def test_the_readme_worker_runs_verbatim_against_the_stack(tmp_path: Path)
 
         async with JobClient(job_target, tls=None) as jobs:
             async def completed() -> job_pb2.Job | None:
-                job = await jobs.get_job(job_id)
+                job = await jobs.get(job_id)
                 return job if job.status == job_pb2.JOB_STATUS_COMPLETED else None
 
             job = await eventually(completed, timeout_s=30)

@@ -89,7 +89,7 @@ async def test_four_worker_processes_run_1000_jobs_through_an_outage_each_exactl
     async with JobClient(job_svc.address, tls=None) as jobs, grpc.aio.insecure_channel(breakers.address) as channel:
         watching = asyncio.create_task(watch_transitions(breaker_pb2_grpc.BreakerServiceStub(channel), transitions))
         try:
-            created = await jobs.create_jobs([job_request("find_company", [PROVIDER], {"lead": n}) for n in range(JOBS)])
+            created = await jobs.create_many([job_request("find_company", [PROVIDER], {"lead": n}) for n in range(JOBS)])
             workers = [WorkerProcess("handlers:worker", tmp_path, env, name=f"worker-{n}") for n in range(WORKERS)]
 
             async def some_done() -> bool:
@@ -111,7 +111,7 @@ async def test_four_worker_processes_run_1000_jobs_through_an_outage_each_exactl
 
             await eventually(all_done, timeout_s=60, interval_s=0.2)
             exits = [worker.terminate() for worker in workers]
-            final = await _all_jobs(jobs)
+            final = await jobs.list_all()
         finally:
             watching.cancel()
             for worker in workers:
@@ -129,12 +129,3 @@ async def test_four_worker_processes_run_1000_jobs_through_an_outage_each_exactl
     assert set(runs) == {job.id for job in created} and set(runs.values()) == {1}
     assert all(job.result["company"] == "Acme" for job in final)
 
-
-async def _all_jobs(jobs: JobClient) -> list[job_pb2.Job]:
-    found, token = [], ""
-    while True:
-        page = await jobs.list_jobs(page_size=1000, page_token=token)
-        found += page.jobs
-        token = page.next_page_token
-        if not token:
-            return found

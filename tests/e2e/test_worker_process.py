@@ -48,8 +48,8 @@ async def test_sigterm_stops_claiming_drains_running_jobs_and_exits_0(service_pr
     worker = WorkerProcess("handlers:worker", tmp_path, {"JOB_TARGET": jobs_svc.address, "BREAKER_TARGET": breakers.address})
     try:
         async with JobClient(jobs_svc.address, tls=None) as jobs:
-            quick = [await jobs.create_job("quick", ["perplexity"]) for _ in range(3)]
-            stuck = await jobs.create_job("stuck", ["perplexity"])
+            quick = [await jobs.create("quick", ["perplexity"]) for _ in range(3)]
+            stuck = await jobs.create("stuck", ["perplexity"])
             started = tmp_path / "started.log"
 
             async def all_started() -> bool:
@@ -59,18 +59,18 @@ async def test_sigterm_stops_claiming_drains_running_jobs_and_exits_0(service_pr
 
             sent_at = time.monotonic()
             worker.process.send_signal(15)
-            late = [await jobs.create_job("quick", ["perplexity"]) for _ in range(2)]  # while it drains
+            late = [await jobs.create("quick", ["perplexity"]) for _ in range(2)]  # while it drains
             assert worker.process.wait(15) == 0, worker.output()
             took_s = time.monotonic() - sent_at
 
             for job in quick:
-                done = await jobs.get_job(job.id)
+                done = await jobs.get(job.id)
                 assert done.status == P.JOB_STATUS_COMPLETED, done
-            left = await jobs.get_job(stuck.id)
+            left = await jobs.get(stuck.id)
             assert left.status == P.JOB_STATUS_PROCESSING and left.lease_owner == "worker"  # left to its lease
             assert left.attempts == 0
             for job in late:
-                assert (await jobs.get_job(job.id)).status == P.JOB_STATUS_PENDING
+                assert (await jobs.get(job.id)).status == P.JOB_STATUS_PENDING
     finally:
         worker.kill()
     assert 2.5 < took_s < 10, took_s  # waited for the grace period (3 s) because of "stuck", no longer

@@ -69,7 +69,7 @@ def one_handler(job_type: str, handler: Callable[[JobContext], Awaitable[Any]], 
 
 async def final(on: Stack, job_id: str, status: int, timeout_s: float = 10.0) -> job_pb2.Job:
     async def reached() -> job_pb2.Job | None:
-        job = await on.jobs.get_job(job_id)
+        job = await on.jobs.get(job_id)
         return job if job.status == status else None
 
     return await eventually(reached, timeout_s)
@@ -83,7 +83,7 @@ async def test_a_returned_mapping_completes_the_job_and_is_stored_as_its_result(
             return {"lead": job.payload["lead"], "attempts_before": job.attempts}
 
     async with running(one_handler(job_type, echo), shared):
-        created = await shared.jobs.create_job(job_type, [dependency], {"lead": 7})
+        created = await shared.jobs.create(job_type, [dependency], {"lead": 7})
         job = await final(shared, created.id, P.JOB_STATUS_COMPLETED)
     assert json_format.MessageToDict(job.result) == {"lead": 7, "attempts_before": 0}
     assert job.attempts == 0
@@ -96,7 +96,7 @@ async def test_an_ordinary_exception_fails_the_job_and_spends_an_attempt(shared:
         raise ValueError(f"lead {job.payload['lead']} has no domain")
 
     async with running(one_handler(job_type, broken), shared):
-        created = await shared.jobs.create_job(job_type, [dependency], {"lead": 3}, max_attempts=1)
+        created = await shared.jobs.create(job_type, [dependency], {"lead": 3}, max_attempts=1)
         job = await final(shared, created.id, P.JOB_STATUS_FAILED)
     assert job.attempts == 1
     assert job.last_error == "ValueError: lead 3 has no domain"
@@ -122,7 +122,7 @@ async def test_bad_results_and_undeclared_guards_are_the_jobs_fault_and_spare_th
         return {"ok": True}
 
     async with running(one_handler(job_type, wrong), shared):
-        created = [await shared.jobs.create_job(job_type, [dependency], {"case": c}, max_attempts=1) for c in cases]
+        created = [await shared.jobs.create(job_type, [dependency], {"case": c}, max_attempts=1) for c in cases]
         ready.set()
         ended = [await final(shared, job.id, P.JOB_STATUS_FAILED) for job in created[:-1]]
         fine = await final(shared, created[-1].id, P.JOB_STATUS_COMPLETED)
@@ -147,7 +147,7 @@ async def test_a_provider_failure_recorded_by_a_guard_spends_no_attempt(shared: 
         return {"runs": runs}
 
     async with running(one_handler(job_type, flaky_provider), shared):
-        created = await shared.jobs.create_job(job_type, [dependency], max_attempts=1)
+        created = await shared.jobs.create(job_type, [dependency], max_attempts=1)
         job = await final(shared, created.id, P.JOB_STATUS_COMPLETED)
     # With max_attempts=1 an ordinary failure would have failed the job for good.
     assert (runs, job.attempts) == (2, 0)
@@ -167,7 +167,7 @@ async def test_breaker_open_pauses_the_job_with_no_attempt_spent_until_the_break
             return {"done": True}
 
     async with running(one_handler(job_type, two_providers), shared):
-        created = await shared.jobs.create_job(job_type, [first, second], max_attempts=1)
+        created = await shared.jobs.create(job_type, [first, second], max_attempts=1)
         await asyncio.wait_for(entered.wait(), 10)
         await shared.breaker_stub.ForceOpen(breaker_pb2.ForceOpenRequest(dependency=second, reason="incident"))
         await eventually(lambda: _is_open(shared.breakers, second))
@@ -196,7 +196,7 @@ async def test_at_most_concurrency_handlers_run_at_once(shared: Stack) -> None:
         now_running -= 1
 
     async with running(one_handler(job_type, counted, concurrency=3), shared):
-        created = [await shared.jobs.create_job(job_type, [dependency]) for _ in range(12)]
+        created = [await shared.jobs.create(job_type, [dependency]) for _ in range(12)]
         for job in created:
             await final(shared, job.id, P.JOB_STATUS_COMPLETED)
     assert most == 3
@@ -210,7 +210,7 @@ async def test_lease_renewal_keeps_a_job_that_runs_longer_than_its_lease(shared:
         return {"slow": True}
 
     async with running(one_handler(job_type, slow, lease_s=1), shared):
-        created = await shared.jobs.create_job(job_type, [dependency])
+        created = await shared.jobs.create(job_type, [dependency])
         await final(shared, created.id, P.JOB_STATUS_PROCESSING)
         await asyncio.sleep(1.8)  # past the first lease; job_svc's sweeper runs every 0.2 s
         stolen = await shared.job_svc.stub.ClaimJobs(claim_request("thief", [dependency]))
@@ -233,7 +233,7 @@ async def test_a_lost_lease_cancels_the_handler_and_its_late_result_is_not_appli
 
     async with stack(sqlite_url) as on:
         async with running(one_handler(job_type, stubborn, lease_s=3, concurrency=1), on):
-            created = await on.jobs.create_job(job_type, [dependency])
+            created = await on.jobs.create(job_type, [dependency])
             await asyncio.wait_for(entered.wait(), 10)
             on.job_svc.clock.advance(60)  # the lease has expired, as far as job_svc knows
 
@@ -243,6 +243,6 @@ async def test_a_lost_lease_cancels_the_handler_and_its_late_result_is_not_appli
             assert [job.id for job in await eventually(stolen)] == [created.id]
             await asyncio.wait_for(cancelled.wait(), 5)  # the next renewal heard LOST
             await asyncio.sleep(0.3)  # time for a (wrongly) sent result to arrive
-            job = await on.jobs.get_job(created.id)
+            job = await on.jobs.get(created.id)
     assert job.status == P.JOB_STATUS_PROCESSING and job.lease_owner == "thief"
     assert not job.HasField("result")

@@ -19,12 +19,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
-from google.protobuf.struct_pb2 import Struct
 from job.v1 import job_pb2
 
 from services.backoff import Backoff
 from services.client.breakers import failed_dependency
-from services.client.jobs import completion, failure
+from services.client.jobs import completion, failure, struct
 
 log = logging.getLogger("services.client.worker")
 
@@ -44,13 +43,10 @@ def finish_returned(job: job_pb2.Job, value: Any) -> job_pb2.JobFinish:
     elif not isinstance(value, Mapping):
         finish = failure(f"the handler returned a {type(value).__name__}, not a mapping (a JSON object) or None")
     else:
-        result = Struct()
         try:
-            result.update(value)
+            finish = completion(struct(value))
         except (TypeError, ValueError) as error:
             finish = failure(f"the handler's result is not JSON-able: {describe(error)}")
-        else:
-            finish = completion(result)
     finish.id = job.id
     return finish
 

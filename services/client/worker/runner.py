@@ -198,7 +198,7 @@ class _Run:
             reserved = await self.slots.reserve(share)
             claimed_at = loop.time()
             try:
-                claimed = await self.jobs.claim_jobs(
+                claimed = await self.jobs.claim(
                     worker.worker_id, reserved, lease_s=worker.lease_s, wait_s=worker.claim_wait_s, job_type=job_type
                 )
             except grpc.aio.AioRpcError as error:
@@ -256,8 +256,8 @@ class _Run:
             log.warning("left_to_leases jobs=%d", len(late))
 
     async def _renew(self, job_ids: list[str], lease_s: float) -> list[str]:
-        renewals = await self.jobs.renew_leases(self.worker.worker_id, job_ids, lease_s, timeout_s=lease_s / 3)
+        renewals = await self.jobs.renew(self.worker.worker_id, job_ids, lease_s, timeout_s=lease_s / 3)
         return [r.id for r in renewals if r.lease_result != job_pb2.LEASE_RESULT_HELD]
 
     async def _send_finishes(self, batch: list[job_pb2.JobFinish]) -> list[job_pb2.JobFinishResult]:
-        return await self.jobs.finish_jobs(self.worker.worker_id, batch)
+        return await self.jobs.finish(self.worker.worker_id, batch)
