@@ -6,6 +6,7 @@ breaker closes through its half-open trial, and every job completes exactly once
 writes a completion log; job_svc's attempts stay 0)."""
 
 import asyncio
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from job.v1 import job_pb2
 from services.client import JobClient
 from services.client.jobs import job_request
 from tests.support.polling import eventually
+from tests.support.processes import ServiceProcess, free_port
 from tests.support.worker import WorkerProcess
 
 P = job_pb2
@@ -76,21 +78,24 @@ async def watch_transitions(stub: breaker_pb2_grpc.BreakerServiceStub, seen: lis
             seen.append((message.transition.from_state, message.transition.to_state))
 
 
-async def test_four_worker_processes_run_1000_jobs_through_an_outage_each_exactly_once(
-    service_process, postgres_url: str, tmp_path: Path
-) -> None:
-    breakers = service_process("breaker_svc", BREAKER_ENV, port_env="BREAKER_PORT")
-    job_svc = service_process("job_svc", {**JOB_ENV, "BREAKER_TARGET": breakers.address, "JOB_DATABASE_URL": postgres_url}, port_env="JOB_PORT")
+async def test_four_worker_processes_run_1000_jobs_through_an_outage_each_exactly_once(postgres_url: str, tmp_path: Path) -> None:
+    breaker_port, job_port = free_port(), free_port()
+    breakers = ServiceProcess("breaker_svc", breaker_port, {**BREAKER_ENV, "BREAKER_PORT": str(breaker_port)}, tmp_path)
+    job_svc = ServiceProcess(
+        "job_svc", job_port, {**JOB_ENV, "JOB_PORT": str(job_port), "BREAKER_TARGET": breakers.address, "JOB_DATABASE_URL": postgres_url}, tmp_path
+    )
     (tmp_path / "handlers.py").write_text(HANDLERS)
     down, log = tmp_path / "provider-down", tmp_path / "completions.log"
     env = {"JOB_TARGET": job_svc.address, "BREAKER_TARGET": breakers.address, "PROVIDER_DOWN_FILE": str(down), "COMPLETION_LOG": str(log)}
     transitions: list[tuple[int, int]] = []
-    workers: list[WorkerProcess] = []
-    async with JobClient(job_svc.address, tls=None) as jobs, grpc.aio.insecure_channel(breakers.address) as channel:
-        watching = asyncio.create_task(watch_transitions(breaker_pb2_grpc.BreakerServiceStub(channel), transitions))
-        try:
+    # Everything starts at once (the workers retry until the services serve): start-up is most
+    # of this test's time on a busy machine.
+    workers = [WorkerProcess("handlers:worker", tmp_path, env, name=f"worker-{n}") for n in range(WORKERS)]
+    try:
+        await asyncio.gather(asyncio.to_thread(breakers.start), asyncio.to_thread(job_svc.start))
+        async with JobClient(job_svc.address, tls=None) as jobs, grpc.aio.insecure_channel(breakers.address) as channel:
+            watching = asyncio.create_task(watch_transitions(breaker_pb2_grpc.BreakerServiceStub(channel), transitions))
             created = await jobs.create_many([job_request("find_company", [PROVIDER], {"lead": n}) for n in range(JOBS)])
-            workers = [WorkerProcess("handlers:worker", tmp_path, env, name=f"worker-{n}") for n in range(WORKERS)]
 
             async def some_done() -> bool:
                 return len(completed_ids(log)) >= JOBS // 5
@@ -110,12 +115,16 @@ async def test_four_worker_processes_run_1000_jobs_through_an_outage_each_exactl
                 return (await jobs.queue_status()).counts_by_status["completed"] == JOBS
 
             await eventually(all_done, timeout_s=60, interval_s=0.2)
-            exits = [worker.terminate() for worker in workers]
-            final = await jobs.list_all()
-        finally:
-            watching.cancel()
             for worker in workers:
-                worker.kill()
+                worker.process.send_signal(signal.SIGTERM)
+            exits = [worker.process.wait(30) for worker in workers]
+            final = await jobs.list_all()
+            watching.cancel()
+    finally:
+        for worker in workers:
+            worker.kill()
+        job_svc.stop()
+        breakers.stop()
     assert exits == [0] * WORKERS, [w.output()[-2000:] for w in workers]
 
     assert paused_during_outage > 0 and done_during_outage < JOBS

@@ -25,10 +25,11 @@ What a handler's end means:
 
 How it runs:
 - claims wait (up to `claim_wait_s`) for work and ask for no more jobs than free slots, so at
-  most `concurrency` handlers run at once;
+  most `concurrency` handlers run at once; slots freed one by one are gathered for
+  `batch_window_s` (5 ms) so that claims, like finishes, go out in batches;
 - leases (`lease_s`) are renewed in the background, all in one call, so a handler may run as
   long as it needs; a job whose lease is lost is cancelled and its result never sent;
-- finishes go to job_svc in batches (a few milliseconds, or `finish_batch` jobs);
+- finishes go to job_svc in FinishJobs batches (after `batch_window_s`, or at `finish_batch`);
 - SIGTERM or SIGINT (or `stop()`): no more claims (a waiting claim is ended), running handlers
   get `grace_s` to finish, finishes are flushed, and `run()` returns (the command exits 0).
   Handlers still running after the grace period are cancelled and their jobs left to their
