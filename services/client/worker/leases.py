@@ -15,6 +15,7 @@ import grpc
 
 log = logging.getLogger("services.client.worker")
 
+MAX_IDS_PER_CALL = 1000  # RenewLeases' limit
 # RenewLeases: job ids and lease length -> the ids whose lease was lost.
 Renew = Callable[[list[str], float], Awaitable[Iterable[str]]]
 
@@ -46,22 +47,25 @@ class LeaseKeeper:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._lease_s / 3)
-            job_ids = list(self._valid_until)
-            if job_ids:
-                sent_at = loop.time()
-                try:
-                    lost = set(await self._renew(job_ids, self._lease_s))
-                except grpc.aio.AioRpcError as error:
-                    log.warning("lease_renewal_failed code=%s jobs=%d", error.code().name, len(job_ids))
-                    lost = set()
-                else:
-                    for job_id in job_ids:
-                        if job_id in self._valid_until and job_id not in lost:
-                            self._valid_until[job_id] = sent_at + self._lease_s
-                # A lease that will have ended before the next renewal may already be someone
-                # else's by the time a result is ready: abandon it now.
-                horizon = loop.time() + self._lease_s / 3
-                self._drop(lost | {j for j, until in self._valid_until.items() if until <= horizon})
+            held = list(self._valid_until)
+            lost: set[str] = set()
+            for start in range(0, len(held), MAX_IDS_PER_CALL):
+                lost |= await self._renew_some(held[start : start + MAX_IDS_PER_CALL], loop.time())
+            # A lease that will have ended before the next renewal may already be someone
+            # else's by the time a result is ready: abandon it now.
+            horizon = loop.time() + self._lease_s / 3
+            self._drop(lost | {j for j, until in self._valid_until.items() if until <= horizon})
+
+    async def _renew_some(self, job_ids: list[str], sent_at: float) -> set[str]:
+        try:
+            lost = set(await self._renew(job_ids, self._lease_s))
+        except grpc.aio.AioRpcError as error:
+            log.warning("lease_renewal_failed code=%s jobs=%d", error.code().name, len(job_ids))
+            return set()
+        for job_id in job_ids:
+            if job_id in self._valid_until and job_id not in lost:
+                self._valid_until[job_id] = sent_at + self._lease_s
+        return lost
 
     def _drop(self, lost: set[str]) -> None:
         for job_id in lost:

@@ -3,6 +3,7 @@ and the shutdown (see the package's docstring for what a handler's end means).""
 
 
 import asyncio
+import inspect
 import logging
 import os
 import signal
@@ -16,17 +17,17 @@ from google.protobuf import json_format
 from job.v1 import job_pb2
 
 from services.backoff import Backoff
-from services.client.breakers import BreakerClient
-from services.client.worker.finishes import FinishBatcher, finish_raised, finish_returned
+from services.client.breakers import BreakerClient, Guard
 from services.client.jobs import JobClient
+from services.client.worker.finishes import FinishBatcher, finish_raised, finish_returned
 from services.client.worker.leases import LeaseKeeper
 
 log = logging.getLogger("services.client.worker")
 
 Handler = Callable[["JobContext"], Awaitable[Mapping[str, Any] | None]]
 
-# A claim that fails with one of these is retried after a pause; anything else stops the worker.
 MAX_CONCURRENCY = 1000  # what one ClaimJobs, RenewLeases or FinishJobs call takes
+# A claim that fails with one of these is retried after a pause; anything else stops the worker.
 TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
@@ -67,7 +68,7 @@ class JobContext:
     def dependencies(self) -> tuple[str, ...]:
         return tuple(self.job.dependencies)
 
-    def guard(self, dependency: str) -> Any:
+    def guard(self, dependency: str) -> Guard:
         """The breaker guard of `dependency` (an async context manager): refuses at once with
         `BreakerOpen` while its breaker is open, and records the call's outcome. Only the job's
         declared dependencies can be blamed, so guarding another is an error."""
@@ -117,6 +118,8 @@ class Worker:
         """Registers the decorated coroutine function as the handler of `job_type`."""
 
         def register(function: Handler) -> Handler:
+            if not inspect.iscoroutinefunction(function):
+                raise TypeError(f"the handler of {job_type!r} must be an async function")
             if job_type in self.handlers:
                 raise ValueError(f"job type {job_type!r} already has a handler")
             self.handlers[job_type] = function
