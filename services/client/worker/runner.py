@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from job.v1 import job_pb2
 
 from services.backoff import Backoff
-from services.client.breakers import BreakerClient, Guard
+from services.client.breakers import BreakerClient, Guard, OutcomePolicy
 from services.client.jobs import JobClient
 from services.client.worker.finishes import FinishBatcher, finish_raised, finish_returned
 from services.client.worker.leases import LeaseKeeper
@@ -68,16 +68,17 @@ class JobContext:
     def dependencies(self) -> tuple[str, ...]:
         return tuple(self.job.dependencies)
 
-    def guard(self, dependency: str) -> Guard:
+    def guard(self, dependency: str, policy: OutcomePolicy | None = None) -> Guard:
         """The breaker guard of `dependency` (an async context manager): refuses at once with
-        `BreakerOpen` while its breaker is open, and records the call's outcome. Only the job's
-        declared dependencies can be blamed, so guarding another is an error."""
+        `BreakerOpen` while its breaker is open, and records the call's outcome, classified by
+        `policy` (which exceptions are the provider's failures; by default every one). Only the
+        job's declared dependencies can be blamed, so guarding another is an error."""
         if dependency not in self.job.dependencies:
             raise ValueError(
                 f"{dependency!r} is not a dependency of job {self.job.id} ({', '.join(self.job.dependencies)});"
                 " declare it when creating the job"
             )
-        return self._breakers.guard(dependency)
+        return self._breakers.guard(dependency, policy)
 
 
 def default_worker_id() -> str:
