@@ -92,7 +92,7 @@ async def test_four_worker_processes_run_1000_jobs_through_an_outage_each_exactl
     # of this test's time on a busy machine.
     workers = [WorkerProcess("handlers:worker", tmp_path, env, name=f"worker-{n}") for n in range(WORKERS)]
     try:
-        await asyncio.gather(asyncio.to_thread(breakers.start), asyncio.to_thread(job_svc.start))
+        await asyncio.gather(asyncio.to_thread(breakers.start, 90), asyncio.to_thread(job_svc.start, 90))
         async with JobClient(job_svc.address, tls=None) as jobs, grpc.aio.insecure_channel(breakers.address) as channel:
             watching = asyncio.create_task(watch_transitions(breaker_pb2_grpc.BreakerServiceStub(channel), transitions))
             created = await jobs.create_many([job_request("find_company", [PROVIDER], {"lead": n}) for n in range(JOBS)])
@@ -100,7 +100,7 @@ async def test_four_worker_processes_run_1000_jobs_through_an_outage_each_exactl
             async def some_done() -> bool:
                 return len(completed_ids(log)) >= JOBS // 5
 
-            await eventually(some_done, timeout_s=30)
+            await eventually(some_done, timeout_s=60)  # includes the workers starting up
             down.touch()  # the provider fails
 
             async def paused() -> int:
