@@ -137,7 +137,11 @@ async def test_500_starts_racing_breaker_flips_leave_no_running_campaign_with_an
         outcomes: list[str] = []
         started_at = time.monotonic()
 
-        async def start(campaign_id: str) -> None:
+        reopened = asyncio.Event()  # campaign_svc has applied the last flip
+
+        async def start(campaign_id: str, late: bool) -> None:
+            if late:  # the last starts come after the last flip is applied: refused, on any machine
+                await reopened.wait()
             try:
                 await campaigns.StartCampaign(pb.StartCampaignRequest(id=campaign_id))
                 outcomes.append("started")
@@ -155,11 +159,14 @@ async def test_500_starts_racing_breaker_flips_leave_no_running_campaign_with_an
             ):
                 await eventually(lambda after=after: _value(len(outcomes) >= after), timeout_s=30, interval_s=0.001)
                 await call()
+            await eventually(lambda: settled(campaigns, breakers, breaker_pb2.BREAKER_STATE_FORCED_OPEN), timeout_s=30)
+            reopened.set()
 
-        await asyncio.gather(flip(), *(start(r.campaign.id) for r in created))
+        await asyncio.gather(flip(), *(start(r.campaign.id, late=i >= 450) for i, r in enumerate(created)))
         elapsed_s = time.monotonic() - started_at
         assert len(outcomes) == 500
-        assert {"started", "refused"} <= set(outcomes)  # else no start raced a flip
+        # Started before the first flip, refused after the last: the starts between raced them.
+        assert {"started", "refused"} <= set(outcomes)
         await eventually(lambda: settled(campaigns, breakers, breaker_pb2.BREAKER_STATE_FORCED_OPEN), timeout_s=15)
         everything = await all_campaigns(campaigns)
         assert [c.id for c in everything if c.status == pb.CAMPAIGN_STATUS_RUNNING] == []
