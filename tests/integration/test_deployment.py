@@ -26,6 +26,7 @@ BIN = Path(sys.executable).parent
 KUBERNETES_VERSION = "1.37.0"
 OVERLAYS = ("dev", "prod", "prod+service-monitor", "prod+tls")
 APP_MODULES = {"breaker_svc": "BREAKER", "job_svc": "JOB", "campaign_svc": "CAMPAIGN"}
+DEMO_SERVICES = ("providers", "worker")
 # The secret variables each command reads; a container is given no other.
 SECRETS_READ = {
     "breaker_svc": {"REDIS_URL", "ADMIN_TOKEN", "SERVICE_TOKEN"},
@@ -298,12 +299,12 @@ def compose_config() -> dict[str, Any]:
 
 def test_compose_runs_two_replicas_of_each_service_on_one_redis_and_postgres() -> None:
     services = compose_config()["services"]
-    assert set(services) == {"redis", "postgres", "breaker", "job", "campaign"}
+    assert set(services) == {"redis", "postgres", "breaker", "job", "campaign", *DEMO_SERVICES}
     modules = {}
     for name, service in services.items():
-        assert service["healthcheck"]["test"], name
-        if name in ("redis", "postgres"):
+        if name in ("redis", "postgres", *DEMO_SERVICES):
             continue
+        assert service["healthcheck"]["test"], name
         assert service["deploy"]["replicas"] == 2, name
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
         module = service["command"][-1]
@@ -328,3 +329,10 @@ def test_compose_runs_two_replicas_of_each_service_on_one_redis_and_postgres() -
             if variable in env:
                 assert f"@{peer}:" in env[variable] or f"//{peer}:" in env[variable]
                 assert service["depends_on"][peer]["condition"] == "service_healthy"
+    # The demo's workers reach its providers, which listen where their health check looks.
+    providers = services["providers"]
+    port = providers["environment"]["PROVIDERS_PORT"]
+    assert providers["environment"]["PROVIDERS_HOST"] == "0.0.0.0"
+    assert providers["healthcheck"]["test"][-1] == f"127.0.0.1:{port}"
+    assert services["worker"]["environment"]["PROVIDERS_TARGET"] == f"providers:{port}"
+    assert services["worker"]["depends_on"]["providers"]["condition"] == "service_healthy"
