@@ -285,6 +285,7 @@ class Finish:
     result: dict[str, Any] | None = None
     error: str = ""
     failed_dependency: str | None = None
+    outcomes_recorded: bool = False  # the worker told breaker_svc itself: forward nothing
 
     @classmethod
     def completion(cls, job_id: str, call_duration_s: float | None, result: dict[str, Any] | None, max_result_bytes: int) -> "Finish":

@@ -80,11 +80,13 @@ class LeaseStatements:
     ) -> list[Completed]:
         """Completes, with their results, the jobs `worker_id` still holds among `finishes`;
         their holds go (they no longer mean anything) and each dependency's success goes to the
-        outbox. One statement on PostgreSQL."""
+        outbox, unless the worker recorded its outcomes itself. One statement on PostgreSQL."""
+        forwarded = {f.job_id: f.call_duration_s for f in finishes if not f.outcomes_recorded}
         values = {
             "ids": [f.job_id for f in finishes], "worker_id": worker_id, "now": now,
             "results": json.dumps({f.job_id: f.result for f in finishes if f.result is not None}),
-            "durations": json.dumps({f.job_id: f.call_duration_s for f in finishes}),
+            # The jobs whose successes job_svc forwards, with their call durations.
+            "durations": json.dumps(forwarded),
             # The outbox rows remember the completing call (not "request_id": that would name the
             # jobs column the UPDATE could then set).
             "caller_request_id": current_request_id(),
@@ -93,13 +95,13 @@ class LeaseStatements:
         completed = [Completed(row.id, tuple(sorted(row.dependency_list.split(","))), row) for row in rows]
         if completed and not self.postgres:
             await self.connection.execute(statements.complete_holds(), {"ids": [c.job_id for c in completed]})
-            durations = {f.job_id: f.call_duration_s for f in finishes}
             caller = values["caller_request_id"]
             rows = [
-                {"dependency": d, "success": True, "duration_s": durations[c.job_id], "created_at": now, "request_id": caller}
-                for c in completed for d in c.dependencies
+                {"dependency": d, "success": True, "duration_s": forwarded[c.job_id], "created_at": now, "request_id": caller}
+                for c in completed if c.job_id in forwarded for d in c.dependencies
             ]
-            await self.connection.execute(insert(breaker_outbox), rows)
+            if rows:
+                await self.connection.execute(insert(breaker_outbox), rows)
         return completed
 
     async def lock_held(self, worker_id: str, job_ids: Sequence[str], now: datetime) -> list[Job]:

@@ -5,6 +5,8 @@ become status codes in the shared interceptor (services.interceptors)."""
 
 from datetime import UTC, datetime
 
+from dataclasses import replace
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from job.v1 import job_pb2, job_pb2_grpc
@@ -101,10 +103,12 @@ def finish(request: job_pb2.JobFinish, max_result_bytes: int) -> Finish:
     duration_s = _optional_seconds(request, "call_duration")
     if outcome == "completion":
         result = json_object(request.completion.result, "result") if request.completion.HasField("result") else None
-        return Finish.completion(request.id, duration_s, result, max_result_bytes)
-    if outcome == "failure":
-        return Finish.failure(request.id, duration_s, request.failure.error, request.failure.failed_dependency)
-    raise InvalidArgument("set completion or failure")
+        ended = Finish.completion(request.id, duration_s, result, max_result_bytes)
+    elif outcome == "failure":
+        ended = Finish.failure(request.id, duration_s, request.failure.error, request.failure.failed_dependency)
+    else:
+        raise InvalidArgument("set completion or failure")
+    return replace(ended, outcomes_recorded=request.outcomes_recorded)
 
 
 def _counts(counts: dict[JobStatus, int]) -> dict[str, int]:

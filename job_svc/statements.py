@@ -130,7 +130,8 @@ def _completion_values(postgres: bool) -> dict[str, Any]:
 def complete(postgres: bool, whole_rows: bool) -> Any:
     """Completes the held jobs among :ids ("set state if still held", so a late result of a
     lost lease changes nothing), drops their holds and records a success per dependency in the
-    outbox. Returns the completed jobs (whole when asked for) with their dependencies.
+    outbox for the jobs named in :durations (those whose worker did not record its outcomes
+    itself). Returns the completed jobs (whole when asked for) with their dependencies.
 
     On PostgreSQL that is one statement (data-modifying CTEs); SQLite runs the UPDATE alone and
     `complete_holds` and `complete_outcomes` after it."""
@@ -140,7 +141,8 @@ def complete(postgres: bool, whole_rows: bool) -> Any:
         return statement.returning(*returned, dependency_list(jobs.c.id, postgres))
     done = statement.returning(*returned).cte("done")
     gone = delete(job_holds).where(job_holds.c.job_id.in_(select(done.c.id))).cte("holds_gone")
-    duration = cast(func.jsonb_extract_path_text(cast(bindparam("durations", type_=Text), postgresql.JSONB), job_dependencies.c.job_id), Float)
+    durations = cast(bindparam("durations", type_=Text), postgresql.JSONB)
+    duration = cast(func.jsonb_extract_path_text(durations, job_dependencies.c.job_id), Float)
     outcomes = (
         insert(breaker_outbox)
         .from_select(
@@ -148,7 +150,7 @@ def complete(postgres: bool, whole_rows: bool) -> Any:
             select(
                 job_dependencies.c.dependency, true(), duration, bindparam("now", type_=UtcDateTime),
                 bindparam("caller_request_id", type_=String),
-            ).where(job_dependencies.c.job_id.in_(select(done.c.id))),
+            ).where(job_dependencies.c.job_id.in_(select(done.c.id)), durations.has_key(job_dependencies.c.job_id)),
         )
         .cte("outcomes")
     )

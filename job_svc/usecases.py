@@ -356,7 +356,7 @@ class JobUseCases:
             except InvalidArgument as error:  # the whole call fails: nothing is applied
                 raise InvalidArgument(labels.get(job.id, "") + error.message) from None
             plans[job.id] = (plan_failure(job, provider, now, self.retry_policy), finish.error)
-            if provider is not None:
+            if provider is not None and not finish.outcomes_recorded:
                 outcomes.append(Outcome(provider, False, finish.call_duration_s))
         await tx.apply_failures(plans, now)
         retried = [job_id for job_id, (plan, _) in plans.items() if plan.status is JobStatus.PENDING]

@@ -11,11 +11,13 @@ from datetime import UTC, timedelta
 
 import grpc
 import pytest
+from sqlalchemy import select
 from google.protobuf.duration_pb2 import Duration
 from job.v1 import job_pb2
 
 from job_svc.domain import HoldKind, NewJob, QueuePolicy, RetryPolicy
 from job_svc.store import hold_key
+from job_svc.tables import breaker_outbox
 from services.watch import BreakerState, Transition
 from tests.support.job import (
     RunningJobs,
@@ -85,6 +87,12 @@ async def still_waiting(task: asyncio.Task, for_s: float = 0.3) -> None:
 
 async def get(svc: RunningJobs, job_id: str) -> job_pb2.Job:
     return (await svc.stub.GetJob(job_pb2.GetJobRequest(id=job_id))).job
+
+
+async def outbox(svc: RunningJobs, dependency: str) -> list[tuple[str, bool]]:
+    async with svc.app.engine.connect() as connection:
+        rows = await connection.execute(select(breaker_outbox.c.dependency, breaker_outbox.c.success).where(breaker_outbox.c.dependency == dependency))
+        return [(r.dependency, r.success) for r in rows]
 
 
 def completion(job_id: str, **result: object) -> job_pb2.JobFinish:
@@ -237,6 +245,24 @@ async def test_finish_jobs_applies_what_the_worker_holds_and_reports_lost_leases
     assert (await get(svc, unclaimed.id)).status == S.JOB_STATUS_PENDING
     again = (await svc.stub.FinishJobs(job_pb2.FinishJobsRequest(worker_id="w1", finishes=[completion(claimed[0].id)]))).results
     assert [r.lease_result for r in again] == [LOST]
+
+
+async def test_finish_jobs_forwards_no_outcome_for_a_worker_that_recorded_its_own(svc: RunningJobs) -> None:
+    """A worker whose guards reported every call marks its finishes `outcomes_recorded`: job_svc
+    then adds nothing to the outbox, so breaker_svc counts each call once."""
+    recorded, forwarded = unique(), unique()
+    await create_jobs(svc.stub, [recorded], 2)
+    await create_jobs(svc.stub, [forwarded], 2)
+    mine = (await svc.stub.ClaimJobs(claim_request("w1", [recorded], 2))).jobs
+    theirs = (await svc.stub.ClaimJobs(claim_request("w1", [forwarded], 2))).jobs
+    finishes = [completion(mine[0].id), failure(mine[1].id, "503", failed_dependency=recorded),
+                completion(theirs[0].id), failure(theirs[1].id, "503", failed_dependency=forwarded)]
+    for finish in finishes[:2]:
+        finish.outcomes_recorded = True
+    await svc.stub.FinishJobs(job_pb2.FinishJobsRequest(worker_id="w1", finishes=finishes))
+    assert await outbox(svc, recorded) == []
+    assert sorted(await outbox(svc, forwarded)) == [(forwarded, False), (forwarded, True)]
+    assert (await get(svc, mine[1].id)).attempts == 0  # still the provider's fault
 
 
 async def test_finish_jobs_refuses_bad_items_and_applies_nothing(svc: RunningJobs) -> None:

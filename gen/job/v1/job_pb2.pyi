@@ -269,16 +269,18 @@ class JobFailure(_message.Message):
     def __init__(self, error: _Optional[str] = ..., failed_dependency: _Optional[str] = ...) -> None: ...
 
 class JobFinish(_message.Message):
-    __slots__ = ("id", "call_duration", "completion", "failure")
+    __slots__ = ("id", "call_duration", "completion", "failure", "outcomes_recorded")
     ID_FIELD_NUMBER: _ClassVar[int]
     CALL_DURATION_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_RECORDED_FIELD_NUMBER: _ClassVar[int]
     id: str
     call_duration: _duration_pb2.Duration
     completion: JobCompletion
     failure: JobFailure
-    def __init__(self, id: _Optional[str] = ..., call_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., completion: _Optional[_Union[JobCompletion, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ...) -> None: ...
+    outcomes_recorded: bool
+    def __init__(self, id: _Optional[str] = ..., call_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., completion: _Optional[_Union[JobCompletion, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ..., outcomes_recorded: _Optional[bool] = ...) -> None: ...
 
 class FinishJobsRequest(_message.Message):
     __slots__ = ("worker_id", "finishes")
