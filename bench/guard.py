@@ -7,26 +7,27 @@ breaker_svc runs as its own process (memory store) on loopback. Three measuremen
 1. Cost per call while closed, in interleaved rounds: our guard (`async with`, and the
    SyncBreakerClient's `with` from a thread), pybreaker in memory (`with breaker.calling()`),
    pybreaker with its Redis storage (CircuitRedisStorage, on the shared Redis under a throw-away
-   key prefix). The guarded call does nothing, so what is measured is the guard; our figure
+   key prefix). Wall time and CPU time (this process, every thread) per call. The guarded call does nothing, so what is measured is the guard; our figure
    includes the outcome's share of batching and sending (the flusher runs in the same process
    and the same rounds). Printed: us per call (median over rounds and min..max), and ratios
    pybreaker/ours per round (median and min..max).
 2. Time from a trip until guards in N client processes refuse calls: each process polls its
    guard every millisecond; the bench trips the breaker with one failing RecordOutcome
-   (consecutive_failure_threshold 1), timing from just before it is sent, then resets it and waits until every
-   process lets calls through again. p50/p99/max over processes x trips.
+   (consecutive_failure_threshold 1), timing from just before it is sent, waits until every
+   process has refused a call, resets it and waits until every process lets calls through
+   again. p50/p99/max over processes x trips.
 3. Outcomes per second that one process's guards get counted by breaker_svc (memory store):
    guarded calls in a tight loop for `--seconds`, counting what breaker_svc acknowledged.
 """
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,9 +51,19 @@ def start_breaker_svc(log_dir: Path) -> ServiceProcess:
 # --- 1. cost per closed call ---------------------------------------------------------------
 
 
-async def ours_async(breakers: BreakerClient, calls: int) -> float:
+class Clock:
+    """Wall and CPU (this process, all threads) seconds per call since it was made."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def per_call(self, calls: int) -> tuple[float, float]:
+        return (time.perf_counter() - self.wall) / calls, (time.process_time() - self.cpu) / calls
+
+
+async def ours_async(breakers: BreakerClient, calls: int) -> tuple[float, float]:
     """Seconds per call; yields to the loop every 1,000 calls, as a real caller's awaits would."""
-    started = time.perf_counter()
+    clock = Clock()
     for n in range(calls):
         async with breakers.guard(DEPENDENCY):
             pass
@@ -60,25 +71,25 @@ async def ours_async(breakers: BreakerClient, calls: int) -> float:
             await asyncio.sleep(0)
     while breakers.unsent_outcomes:  # cutting and sending the batches is part of the cost
         await asyncio.sleep(0.001)
-    return (time.perf_counter() - started) / calls
+    return clock.per_call(calls)
 
 
-def ours_sync(breakers: SyncBreakerClient, calls: int) -> float:
-    started = time.perf_counter()
+def ours_sync(breakers: SyncBreakerClient, calls: int) -> tuple[float, float]:
+    clock = Clock()
     for _ in range(calls):
         with breakers.guard(DEPENDENCY):
             pass
     while breakers.client.unsent_outcomes:
         time.sleep(0.001)
-    return (time.perf_counter() - started) / calls
+    return clock.per_call(calls)
 
 
-def pybreaker_calls(breaker: pybreaker.CircuitBreaker, calls: int) -> float:
-    started = time.perf_counter()
+def pybreaker_calls(breaker: pybreaker.CircuitBreaker, calls: int) -> tuple[float, float]:
+    clock = Clock()
     for _ in range(calls):
         with breaker.calling():
             pass
-    return (time.perf_counter() - started) / calls
+    return clock.per_call(calls)
 
 
 async def cost_per_call(target: str, rounds: int, calls: int, redis_calls: int) -> None:
@@ -88,7 +99,7 @@ async def cost_per_call(target: str, rounds: int, calls: int, redis_calls: int) 
         in_memory = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
         storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, redis_client, namespace=f"{prefix}pybreaker")
         with_redis = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30, state_storage=storage)
-        samples: dict[str, list[float]] = {k: [] for k in ("ours", "ours_sync", "pybreaker", "pybreaker_redis")}
+        samples: dict[str, list[tuple[float, float]]] = {k: [] for k in ("ours", "ours_sync", "pybreaker", "pybreaker_redis")}
         try:
             await ours_async(breakers, calls // 10)  # warm-up
             for _ in range(rounds):
@@ -102,10 +113,14 @@ async def cost_per_call(target: str, rounds: int, calls: int, redis_calls: int) 
         print(f"\n1. cost per closed call ({rounds} interleaved rounds; {calls:,} calls, {redis_calls:,} with Redis storage)")
         rows = []
         for name, values in samples.items():
-            us = [v * 1e6 for v in values]
-            ratio = [p / o for p, o in zip(values, samples["ours"], strict=True)]
-            rows.append((name, statistics.median(us), f"{min(us):.2f}..{max(us):.2f}", statistics.median(ratio), f"{min(ratio):.2f}..{max(ratio):.2f}"))
-        print_table(["guard", "us/call median", "min..max", "x ours (async)", "min..max"], rows)
+            us = [wall * 1e6 for wall, _ in values]
+            cpu_us = [cpu * 1e6 for _, cpu in values]
+            ratio = [p[0] / o[0] for p, o in zip(values, samples["ours"], strict=True)]
+            rows.append((
+                name, statistics.median(us), f"{min(us):.2f}..{max(us):.2f}", statistics.median(cpu_us),
+                statistics.median(ratio), f"{min(ratio):.2f}..{max(ratio):.2f}",
+            ))
+        print_table(["guard", "us/call median", "min..max", "CPU us/call", "x ours (async)", "min..max"], rows)
         if breakers.dropped_outcomes:
             print(f"   (ours dropped {breakers.dropped_outcomes:,} outcomes)")
 
@@ -113,51 +128,76 @@ async def cost_per_call(target: str, rounds: int, calls: int, redis_calls: int) 
 # --- 2. trip propagation -----------------------------------------------------------------
 
 CHILD = """
-import asyncio, json, sys, time
+import asyncio, sys, time
 from services.client import BreakerClient, BreakerOpen
 
-async def main(target, flips):
-    refused_at = []
+async def main(target):
     async with BreakerClient(target, tls=None) as breakers:
         print("ready", flush=True)
         refusing = False
-        while len(refused_at) < flips:
+        while True:
             try:
                 async with breakers.guard("tripwire"):
                     pass
+                if refusing:
+                    print("closed", flush=True)
                 refusing = False
             except BreakerOpen:
                 if not refusing:
-                    refused_at.append(time.time())
+                    print("refused", time.time(), flush=True)
                 refusing = True
             await asyncio.sleep(0.001)
-    print(json.dumps(refused_at), flush=True)
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+asyncio.run(main(sys.argv[1]))
 """
 
 
+class Child:
+    """One client process and the lines it prints, read by a thread into a queue."""
+
+    def __init__(self, target: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", CHILD, target], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        self.lines: asyncio.Queue[str] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self._read, args=(loop,), daemon=True).start()
+
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            loop.call_soon_threadsafe(self.lines.put_nowait, line.strip())
+
+    async def expect(self, word: str) -> str:
+        while True:
+            line = await asyncio.wait_for(self.lines.get(), 60)
+            if line.startswith(word):
+                return line
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
 async def trip_propagation(target: str, processes: int, trips: int) -> None:
-    children = [
-        subprocess.Popen([sys.executable, "-c", CHILD, target, str(trips)], cwd=REPO, stdout=subprocess.PIPE, text=True)
-        for _ in range(processes)
-    ]
-    async with BreakerServiceClient(target, tls=None) as admin:
-        # One failure trips it, however many successes the polling guards record meanwhile.
-        await admin.configure("tripwire", pb.BreakerConfig(consecutive_failure_threshold=1), ["consecutive_failure_threshold"])
+    """Each trip stays open until every process has refused a call, then is reset and the next
+    waits until every process lets calls through again: no process can miss a trip."""
+    children = [Child(target) for _ in range(processes)]
+    delays = []
+    try:
+        async with BreakerServiceClient(target, tls=None) as admin:
+            # One failure trips it, however many successes the polling guards record meanwhile.
+            await admin.configure("tripwire", pb.BreakerConfig(consecutive_failure_threshold=1), ["consecutive_failure_threshold"])
+            await asyncio.gather(*(child.expect("ready") for child in children))
+            for _ in range(trips):
+                tripped_at = time.time()
+                await admin.record_outcome("tripwire", False)
+                refusals = await asyncio.gather(*(child.expect("refused") for child in children))
+                delays += [float(line.split()[1]) - tripped_at for line in refusals]
+                await admin.reset("tripwire")
+                await asyncio.gather(*(child.expect("closed") for child in children))
+    finally:
         for child in children:
-            assert (await asyncio.to_thread(child.stdout.readline)).strip() == "ready"
-        tripped_at = []
-        for _ in range(trips):
-            await asyncio.sleep(0.3)
-            tripped_at.append(time.time())
-            await admin.record_outcome("tripwire", False)
-            await asyncio.sleep(0.4)  # every process sees it, then polls a little longer
-            await admin.reset("tripwire")
-        outputs = [json.loads(await asyncio.to_thread(child.stdout.readline)) for child in children]
-    for child in children:
-        child.wait(30)
-    delays = [refused - tripped for times in outputs for refused, tripped in zip(times, tripped_at, strict=True)]
+            child.stop()
     p50, p99 = p50_p99_ms(delays)
     print(f"\n2. trip -> refused in {processes} client processes ({trips} trips, {len(delays)} samples, guards polled every 1 ms)")
     print_table(["", "p50 ms", "p99 ms", "max ms"], [("trip to refusal", p50, p99, max(delays) * 1000)])
