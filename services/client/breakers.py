@@ -468,25 +468,27 @@ class BreakerClient:
     # --- outcomes --------------------------------------------------------------------------
 
     async def _send_outcomes(self) -> None:
-        """Keeps one RecordOutcomeBatches stream open: a flusher cuts and writes batches, this
-        loop reads the acknowledgements; a lost stream or a late acknowledgement re-opens it
-        and sends every unacknowledged batch again (same ids, so counted once)."""
+        """Keeps one RecordOutcomeBatches stream open: a flusher cuts and writes batches, a
+        reader takes the acknowledgements; when either ends (a lost stream, a late
+        acknowledgement) the stream is re-opened and every unacknowledged batch is sent again
+        (same ids, so counted once)."""
         backoff = Backoff(0.05, 2.0)
         stub = breaker_pb2_grpc.BreakerServiceStub(self._channel)
         while True:
             call = stub.RecordOutcomeBatches(metadata=self._metadata)
-            flusher = asyncio.create_task(self._flush(call))
+            tasks = {asyncio.create_task(self._flush(call)), asyncio.create_task(self._read_acks(call, backoff))}
             try:
-                await self._read_acks(call)
-            except (grpc.aio.AioRpcError, TimeoutError, _OutOfOrder) as error:
-                log.warning("outcome stream to %s lost (%s); unacknowledged batches are sent again", self.target, error)
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    log.warning("outcome stream to %s lost (%r); unacknowledged batches are sent again", self.target, task.exception())
             finally:
-                flusher.cancel()
+                for task in tasks:
+                    task.cancel()
                 call.cancel()
-                await asyncio.gather(flusher, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
             await backoff.wait()
 
-    async def _read_acks(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _read_acks(self, call: grpc.aio.StreamStreamCall, backoff: Backoff) -> None:
         while True:
             try:
                 async with asyncio.timeout(self._ack_timeout_s):
@@ -499,6 +501,7 @@ class BreakerClient:
                 await call  # raises the stream's error, if it ended with one
                 raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "stream ended")
             self._outcomes.acknowledge(ack)
+            backoff.reset()
 
     async def _flush(self, call: grpc.aio.StreamStreamCall) -> None:
         outcomes = self._outcomes
