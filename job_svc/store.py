@@ -94,6 +94,19 @@ class JobStore:
         async with self.engine.begin() as connection:
             yield JobTx(connection, self.mirror, self.signal)
 
+    @asynccontextmanager
+    async def statements(self) -> AsyncIterator["JobTx"]:
+        """For work whose every statement stands alone (one UPDATE that claims, renews or
+        completes, a read): on PostgreSQL each statement is its own transaction (autocommit),
+        which saves the BEGIN and COMMIT round trips; SQLite runs them in a transaction."""
+        if self.engine.dialect.name != "postgresql":
+            async with self.transaction() as tx:
+                yield tx
+            return
+        async with self.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield JobTx(connection, self.mirror, self.signal)
+
     def within(self, connection: AsyncConnection) -> "JobTx":
         """The statements of this store inside a transaction someone else opened (the mirror's)."""
         return JobTx(connection, self.mirror, self.signal)

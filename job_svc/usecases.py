@@ -240,10 +240,16 @@ class JobUseCases:
             await self.signal.wait(generation, min(remaining_s, self.queue_policy.claim_recheck_s))
 
     async def _claim(self, request: ClaimRequest) -> list[Job]:
+        """Expired leases first (their jobs may be what this claim takes), then the claim. With
+        none expired (the usual case) that is two statements and no transaction around them."""
         now = self.clock()
-        async with self.store.transaction() as tx:
-            await self._requeue_expired(tx, now)
-            claimed = await tx.claim(request, now)
+        async with self.store.statements() as statements:
+            expired = await statements.has_expired_leases(now)
+            claimed = [] if expired else await statements.claim(request, now)
+        if expired:
+            async with self.store.transaction() as tx:
+                await self._requeue_expired(tx, now)
+                claimed = await tx.claim(request, now)
         metrics.CLAIMS.inc(len(claimed))
         return claimed
 
@@ -276,8 +282,8 @@ class JobUseCases:
         job_ids = distinct_ids(list(job_ids), "ids")
         now = self.clock()
         expires = now + timedelta(seconds=lease_s)
-        async with self.store.transaction() as tx:
-            held = await tx.renew(worker_id, job_ids, expires, now)
+        async with self.store.statements() as statements:
+            held = await statements.renew(worker_id, job_ids, expires, now)
         return [LeaseRenewal(job_id, expires if job_id in held else None) for job_id in job_ids]
 
     async def complete_job(self, job_id: str, worker_id: str, call_duration_s: float | None, result: dict | None = None) -> Job:
@@ -322,7 +328,8 @@ class JobUseCases:
         statuses: dict[str, JobStatus] = {}
         jobs: dict[str, Job] = {}
         outcomes: list[Outcome] = []
-        async with self.store.transaction() as tx:
+        # Completions alone are one statement (JobTx.complete_held): no transaction around it.
+        async with self.store.transaction() if failures else self.store.statements() as tx:
             if failures:
                 labels = {f.job_id: f"{batch_field}[{i}]: " for i, f in enumerate(finishes)} if batch_field else {}
                 outcomes += await self._apply_failures(tx, worker_id, failures, now, statuses, labels)
