@@ -59,6 +59,16 @@ class _ArrivalClock(grpc.aio.ServerInterceptor):
         return await continuation(handler_call_details)
 
 
+SERVER_OPTIONS = [
+    # Without this, a second process could bind the same port silently (SO_REUSEPORT).
+    ("grpc.so_reuseport", 0),
+    # Accept the keepalive pings our clients send on idle channels (services.client.channel:
+    # every 20 s, with or without calls); grpc's default answers pings more often than every
+    # 5 minutes with GOAWAY too_many_pings, which drops the watch streams' connections.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+
 class ServiceHost:
     def __init__(self, service_name: str, settings: ServerSettings) -> None:
         self.service_name = service_name
@@ -84,8 +94,7 @@ class ServiceHost:
             interceptors=[
                 self._arrivals, *(self.tracing.server_interceptors() if self.tracing else []), ServiceInterceptor(access, tokens)
             ],
-            # Without this, a second process could bind the same port silently (SO_REUSEPORT).
-            options=[("grpc.so_reuseport", 0)],
+            options=SERVER_OPTIONS,
         )
         register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -112,7 +121,7 @@ class ServiceHost:
 
     async def _serve_health(self, port: int) -> grpc.aio.Server:
         """grpc.health.v1 alone, plaintext, sharing the main server's health states."""
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         server.add_insecure_port(f"{self.settings.host}:{port}")
         await server.start()
