@@ -136,14 +136,24 @@ class LeaseStatements:
         query = select(jobs.c.id).where(jobs.c.status == processing, jobs.c.lease_expires_at < now).limit(1)
         return await self.connection.scalar(query) is not None
 
-    async def requeue_expired(self, now: datetime, max_lease_expirations: int) -> Requeued:
+    async def expired_lease_ids(self, now: datetime, limit: int = 1000) -> list[str]:
+        """Some processing jobs whose lease has ended (the next pass takes the rest)."""
+        processing = statements.status_literal(JobStatus.PROCESSING)
+        query = select(jobs.c.id).where(jobs.c.status == processing, jobs.c.lease_expires_at < now).limit(limit)
+        return list((await self.connection.execute(query)).scalars())
+
+    async def requeue_expired(self, job_ids: Sequence[str], now: datetime, max_lease_expirations: int) -> Requeued:
         """Processing jobs whose lease has ended go back to the queue (no attempt spent: the
         worker, not the job, is gone), except those whose lease has now expired
         `max_lease_expirations` times: a job that kills or hangs every worker that takes it
-        fails instead (poison protection). `settle` then holds the requeued that must wait."""
+        fails instead (poison protection). Only `job_ids` are considered, those whose hold keys
+        the caller locked. `settle` then holds the requeued that must wait."""
         expired = jobs.alias("expired")
         # The status is inlined so that the partial index ix_jobs_lease applies to any plan.
-        chosen = select(expired.c.id).where(expired.c.status == statements.status_literal(JobStatus.PROCESSING), expired.c.lease_expires_at < now)
+        chosen = select(expired.c.id).where(
+            expired.c.id.in_(list(job_ids)), expired.c.status == statements.status_literal(JobStatus.PROCESSING),
+            expired.c.lease_expires_at < now,
+        )
         if self.postgres:
             chosen = chosen.with_for_update(skip_locked=True, of=expired)
         poisoned = jobs.c.lease_expirations + 1 >= max_lease_expirations

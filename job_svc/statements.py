@@ -33,6 +33,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -251,3 +252,12 @@ def holds_apply(postgres: bool) -> Select[Any]:
     if postgres:
         columns.append(func.pg_notify(literal(CHANNEL, Text), bindparam("payload", type_=Text)).label("notified"))
     return select(*columns)
+
+
+@cache
+def hold_keys_of() -> Any:
+    """The hold keys (`store.hold_key`) of the jobs :ids: their dependencies and campaign."""
+    ids = bindparam("ids", expanding=True)
+    of_dependencies = select((literal("dependency:", Text) + job_dependencies.c.dependency).label("key")).where(job_dependencies.c.job_id.in_(ids))
+    of_campaigns = select((literal("campaign:", Text) + jobs.c.campaign_id).label("key")).where(jobs.c.id.in_(ids), jobs.c.campaign_id.is_not(None))
+    return union(of_dependencies, of_campaigns)

@@ -244,6 +244,18 @@ class JobTx(HoldStatements, LeaseStatements):
             statement = text(f"SELECT {lock}(:class_id, hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k")
             await self.connection.execute(statement, {"class_id": HOLD_LOCK_CLASS, "keys": sorted(set(keys))})
 
+    async def lock_hold_keys_of(self, job_ids: Sequence[str]) -> None:
+        """Shared locks on the hold keys of existing jobs, as a create takes them for new ones:
+        a job going back to the queue (a failure to retry, an expired lease) then either commits
+        before a breaker or pause change touches its keys, or waits for that change and settles
+        under it. Without them, a change storing a dependency's first breaker state (no row to
+        share-lock yet) could pass a job still processing, which then went back pending under
+        an open breaker. Taken after the breaker states and before the job rows (the lock
+        order)."""
+        if self.postgres and job_ids:
+            keys = await self.connection.execute(statements.hold_keys_of(), {"ids": list(job_ids)})
+            await self.lock_hold_keys(list(keys.scalars()))
+
     async def breaker_views(self) -> dict[str, Any]:
         return await self.mirror.known_states(self.connection)
 

@@ -262,11 +262,13 @@ class JobUseCases:
         return expired
 
     async def _requeue_expired(self, tx: JobTx, now: datetime) -> int:
-        if not await tx.has_expired_leases(now):
+        expired_ids = await tx.expired_lease_ids(now)
+        if not expired_ids:
             return 0
-        # Breaker states before job rows (the lock order); settle then reads them stable.
+        # Breaker states, then hold keys, then job rows (the lock order); settle then reads them stable.
         await tx.lock_breaker_states()
-        requeued = await tx.requeue_expired(now, self.queue_policy.max_lease_expirations)
+        await tx.lock_hold_keys_of(expired_ids)
+        requeued = await tx.requeue_expired(expired_ids, now, self.queue_policy.max_lease_expirations)
         if requeued.pending:
             await tx.announce_claimable()
         if requeued.failed:
@@ -352,6 +354,7 @@ class JobUseCases:
         """Plans and applies the failures whose lease is held; `labels` prefix an error with the
         item it is about (FinishJobs)."""
         await tx.lock_breaker_states()
+        await tx.lock_hold_keys_of([f.job_id for f in failures])
         held = {job.id: job for job in await tx.lock_held(worker_id, [f.job_id for f in failures], now)}
         plans, outcomes = {}, []
         for finish in failures:
