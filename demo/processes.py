@@ -6,14 +6,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.client.channel import open_sync_channel
+from services.client.channel import ClientTLS
+from services.healthcheck import wait_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,22 +65,11 @@ class ProcessGroup:
                 self._wait_serving(process, timeout_s)
 
     def _wait_serving(self, process: Process, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        with open_sync_channel(process.address) as channel:  # type: ignore[arg-type]
-            health = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if not process.running():
-                    raise RuntimeError(f"{process.name} exited; see {self.log_dir / (process.name + '.log')}")
-                try:
-                    if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.1)
+        if wait_serving(process.address, timeout_s, process.running, ClientTLS.from_env()):  # type: ignore[arg-type]
+            return
+        if not process.running():
+            raise RuntimeError(f"{process.name} exited; see {self.log_dir / (process.name + '.log')}")
         raise TimeoutError(f"{process.name} did not serve on {process.address} within {timeout_s:g}s")
-
-    def exited(self) -> list[Process]:
-        return [p for p in self.processes if not p.running()]
 
     def stop(self, timeout_s: float = 30.0) -> dict[str, int]:
         """SIGTERM to all, newest first (workers before the services they call); exit codes."""

@@ -3,11 +3,33 @@ SERVING, 1 otherwise. For container healthchecks (docker compose), where no gRPC
 it dials like every internal client (TLS from TLS_CA_FILE, services.client.channel)."""
 
 import sys
+import time
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.client.channel import open_sync_channel
+from services.client.channel import ClientTLS, open_sync_channel
+
+# Reconnects at most 0.5 s apart while waiting: grpc's default backoff, grown while a slow start
+# was refusing connections, could outlast the deadline after the server is up.
+_WAITING_OPTIONS = (("grpc.max_reconnect_backoff_ms", 500),)
+
+
+def wait_serving(address: str, timeout_s: float, still_running: Callable[[], bool], tls: ClientTLS | None) -> bool:
+    """Polls the server's health until it answers SERVING (True), or the process behind it
+    stops running or `timeout_s` passes (False): for launchers of local processes."""
+    deadline = time.monotonic() + timeout_s
+    with open_sync_channel(address, tls=tls, options=_WAITING_OPTIONS) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline and still_running():
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    return False
 
 
 def main(argv: list[str]) -> int:

@@ -5,13 +5,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.client.channel import ClientTLS, open_sync_channel
+from services.client.channel import ClientTLS
+from services.healthcheck import wait_serving
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,22 +45,14 @@ class ServiceProcess:
         return self
 
     def wait_serving(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        # Dials as the process's own clients do: TLS when its environment says so. Reconnects
-        # are capped at 0.5 s apart: grpc's default backoff, grown while a slow start was
-        # refusing connections, could outlast the deadline after the server is up.
-        tls = ClientTLS.from_env(self._env)
-        with open_sync_channel(self.address, tls=tls, options=(("grpc.max_reconnect_backoff_ms", 500),)) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"{self.module} exited with {self.process.returncode}:\n{self.output()}")
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.1)
+        # Dials as the process's own clients do: TLS when its environment says so.
+        def running() -> bool:
+            return self.process is None or self.process.poll() is None
+
+        if wait_serving(self.address, timeout_s, running, ClientTLS.from_env(self._env)):
+            return
+        if not running():
+            raise RuntimeError(f"{self.module} exited with {self.process.returncode}:\n{self.output()}")
         raise TimeoutError(f"{self.module} did not serve on {self.address} within {timeout_s}s:\n{self.output()}")
 
     def output(self) -> str:
