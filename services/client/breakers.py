@@ -196,6 +196,7 @@ class _Outcomes:
         self.waiting: deque[tuple[str, bool, float]] = deque()
         self.in_flight: deque[pb.RecordOutcomeBatchesRequest] = deque()
         self.in_flight_outcomes = 0
+        self.ack_awaited_since: float | None = None  # monotonic; None while nothing is in flight
         self.dropped = 0
         self.recorded = 0  # acknowledged as counted by breaker_svc (now or by an earlier delivery)
         self.wake = asyncio.Event()
@@ -226,6 +227,8 @@ class _Outcomes:
             result = pb.CALL_RESULT_SUCCESS if success else pb.CALL_RESULT_FAILURE
             outcomes.append(pb.Outcome(dependency=dependency, result=result, duration=duration))
         batch = pb.RecordOutcomeBatchesRequest(batch_id=uuid.uuid4().hex, outcomes=outcomes)
+        if not self.in_flight:
+            self.ack_awaited_since = time.monotonic()
         self.in_flight.append(batch)
         self.in_flight_outcomes += len(outcomes)
         return batch
@@ -235,6 +238,7 @@ class _Outcomes:
         if not self.in_flight or self.in_flight[0].batch_id != ack.batch_id:
             raise _OutOfOrder(f"acknowledgement of {ack.batch_id!r} out of order")
         batch = self.in_flight.popleft()
+        self.ack_awaited_since = time.monotonic() if self.in_flight else None
         self.in_flight_outcomes -= len(batch.outcomes)
         self.recorded += ack.recorded_count + ack.already_recorded_count
 
@@ -476,11 +480,18 @@ class BreakerClient:
         stub = breaker_pb2_grpc.BreakerServiceStub(self._channel)
         while True:
             call = stub.RecordOutcomeBatches(metadata=self._metadata)
-            tasks = {asyncio.create_task(self._flush(call)), asyncio.create_task(self._read_acks(call, backoff))}
+            if self._outcomes.in_flight:
+                self._outcomes.ack_awaited_since = time.monotonic()  # sent again on this stream
+            tasks = {
+                asyncio.create_task(self._flush(call)),
+                asyncio.create_task(self._read_acks(call, backoff)),
+                asyncio.create_task(self._expect_acks()),
+            }
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    log.warning("outcome stream to %s lost (%r); unacknowledged batches are sent again", self.target, task.exception())
+                    error = None if task.cancelled() else task.exception()
+                    log.warning("outcome stream to %s lost (%r); unacknowledged batches are sent again", self.target, error)
             finally:
                 for task in tasks:
                     task.cancel()
@@ -488,15 +499,19 @@ class BreakerClient:
                 await asyncio.gather(*tasks, return_exceptions=True)
             await backoff.wait()
 
+    async def _expect_acks(self) -> None:
+        """Ends the stream when a batch waits longer than `ack_timeout_s` for its
+        acknowledgement. A watchdog beside the reader, not a timeout on `call.read()`:
+        cancelling a read cancels the whole call, which then ended silently while idle."""
+        while True:
+            await asyncio.sleep(self._ack_timeout_s / 4)
+            since = self._outcomes.ack_awaited_since
+            if since is not None and time.monotonic() - since > self._ack_timeout_s:
+                raise TimeoutError(f"no acknowledgement within {self._ack_timeout_s:g}s")
+
     async def _read_acks(self, call: grpc.aio.StreamStreamCall, backoff: Backoff) -> None:
         while True:
-            try:
-                async with asyncio.timeout(self._ack_timeout_s):
-                    ack = await call.read()
-            except TimeoutError:
-                if self._outcomes.in_flight:
-                    raise
-                continue
+            ack = await call.read()
             if ack is grpc.aio.EOF:
                 await call  # raises the stream's error, if it ended with one
                 raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "stream ended")

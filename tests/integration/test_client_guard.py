@@ -80,6 +80,21 @@ async def test_a_closed_guard_makes_no_rpc_and_its_outcomes_are_recorded_in_batc
         assert breakers.dropped_outcomes == 0
 
 
+async def test_outcomes_still_arrive_after_the_stream_was_idle_longer_than_the_ack_timeout(target: str) -> None:
+    """An idle outcome stream must stay usable: a read cut short by the acknowledgement timeout
+    used to cancel the call and end the sender for good, so no outcome arrived again."""
+    async with BreakerClient(target, tls=None, ack_timeout_s=0.2) as breakers:
+        first = counted("perplexity", 1)
+        async with breakers.guard("perplexity"):
+            pass
+        await eventually(first)
+        await asyncio.sleep(1.0)  # five acknowledgement timeouts with nothing in flight
+        later = counted("perplexity", 1)
+        async with breakers.guard("perplexity"):
+            pass
+        await eventually(later)
+
+
 def recorded(dependency: str) -> float:
     """Outcomes breaker_svc (in-process) has counted for `dependency` so far, in every test."""
     return sum(

@@ -48,6 +48,7 @@ def finish_returned(job: job_pb2.Job, value: Any) -> job_pb2.JobFinish:
         except (TypeError, ValueError) as error:
             finish = failure(f"the handler's result is not JSON-able: {describe(error)}")
     finish.id = job.id
+    finish.outcomes_recorded = True
     return finish
 
 
@@ -57,6 +58,7 @@ def finish_raised(job: job_pb2.Job, error: BaseException) -> job_pb2.JobFinish:
     dependency = failed_dependency(error)
     finish = failure(describe(error), dependency if dependency in job.dependencies else "")
     finish.id = job.id
+    finish.outcomes_recorded = True
     return finish
 
 
