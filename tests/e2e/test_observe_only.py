@@ -2,7 +2,6 @@
 log and count breaker transitions but touch no record; restarted with it on, they reconcile at
 once."""
 
-import time
 import urllib.request
 from pathlib import Path
 
@@ -11,15 +10,8 @@ from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 from campaign.v1 import campaign_pb2, campaign_pb2_grpc
 from job.v1 import job_pb2, job_pb2_grpc
 
+from tests.support.polling import eventually_sync
 from tests.support.processes import free_port
-
-
-def wait_for(check, timeout_s: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-    return result
 
 
 def metric_line(port: int, prefix: str) -> str:
@@ -48,13 +40,13 @@ def test_observe_only_touches_no_record_and_switching_on_reconciles_at_once(serv
         breakers, jobs, campaigns = breaker_pb2_grpc.BreakerServiceStub(b), job_pb2_grpc.JobServiceStub(j), campaign_pb2_grpc.CampaignServiceStub(c)
         job = jobs.CreateJob(job_pb2.CreateJobRequest(job_type="enrich", dependencies=["perplexity"])).job
         campaign = campaigns.CreateCampaign(campaign_pb2.CreateCampaignRequest(name="Q4", dependencies=["perplexity"])).campaign
-        wait_for(lambda: not campaigns.GetPauseStatus(campaign_pb2.GetPauseStatusRequest()).breaker_state_stale)
+        eventually_sync(lambda: not campaigns.GetPauseStatus(campaign_pb2.GetPauseStatusRequest()).breaker_state_stale)
         campaigns.StartCampaign(campaign_pb2.StartCampaignRequest(id=campaign.id))
         breakers.ForceOpen(breaker_pb2.ForceOpenRequest(dependency="perplexity", reason="incident"))
 
         # Followed, logged and counted by both...
         for process in observing:
-            wait_for(lambda p=process: '"breaker_observed"' in p.output() and '"forced_open"' in p.output())
+            eventually_sync(lambda p=process: '"breaker_observed"' in p.output() and '"forced_open"' in p.output())
         for port in (job_metrics, campaign_metrics):
             assert metric_line(port, 'breaker_subscriber_state_changes_total{dependency="perplexity",state="forced_open"}').endswith(" 1.0")
             assert metric_line(port, "breaker_subscriber_auto_pause ").endswith(" 0.0")
@@ -65,6 +57,6 @@ def test_observe_only_touches_no_record_and_switching_on_reconciles_at_once(serv
         for process in observing:
             assert process.terminate() == 0
         start("on")
-        wait_for(lambda: jobs.GetJob(job_pb2.GetJobRequest(id=job.id)).job.status == job_pb2.JOB_STATUS_PAUSED, 10)
-        wait_for(lambda: campaigns.GetCampaign(campaign_pb2.GetCampaignRequest(id=campaign.id)).campaign.status
+        eventually_sync(lambda: jobs.GetJob(job_pb2.GetJobRequest(id=job.id)).job.status == job_pb2.JOB_STATUS_PAUSED, 10)
+        eventually_sync(lambda: campaigns.GetCampaign(campaign_pb2.GetCampaignRequest(id=campaign.id)).campaign.status
                  == campaign_pb2.CAMPAIGN_STATUS_PAUSED, 10)

@@ -3,24 +3,16 @@ campaign_svc -> job_svc (job commands), job_svc -> breaker_svc (forwarded outcom
 subscribers' watch streams. Read from the peers' access logs and console-exported spans."""
 
 import json
-import time
 from pathlib import Path
 
 import grpc
 from campaign.v1 import campaign_pb2, campaign_pb2_grpc
 from job.v1 import job_pb2, job_pb2_grpc
 
+from tests.support.polling import eventually_sync
 from tests.support.processes import free_port
 
 TRACING = {"OTEL_TRACES_EXPORTER": "console"}
-
-
-def wait_for(check, timeout_s: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-    return result
 
 
 def json_lines(output: str) -> list[dict]:
@@ -65,21 +57,21 @@ def test_request_ids_and_traces_follow_every_hop(service_process, tmp_path: Path
         jobs.CompleteJob(job_pb2.CompleteJobRequest(id=claimed.id, worker_id="w1"), metadata=[("x-request-id", "complete-lead-7")])
 
         campaign = campaigns.CreateCampaign(campaign_pb2.CreateCampaignRequest(name="Q4", dependencies=["apollo"])).campaign
-        wait_for(lambda: not campaigns.GetPauseStatus(campaign_pb2.GetPauseStatusRequest()).breaker_state_stale)
+        eventually_sync(lambda: not campaigns.GetPauseStatus(campaign_pb2.GetPauseStatusRequest()).breaker_state_stale)
         campaigns.StartCampaign(campaign_pb2.StartCampaignRequest(id=campaign.id))
         campaigns.PauseCampaign(campaign_pb2.PauseCampaignRequest(id=campaign.id, reason="by hand"),
                                 metadata=[("x-request-id", "pause-q4")])
 
     # job_svc -> breaker_svc: the forwarded outcome carries the completing call's id.
-    forwarded = wait_for(lambda: access_line(breaker.output(), "/breaker.v1.BreakerService/RecordOutcomes"))
+    forwarded = eventually_sync(lambda: access_line(breaker.output(), "/breaker.v1.BreakerService/RecordOutcomes"))
     assert forwarded["request_id"] == "complete-lead-7"
     # campaign_svc -> job_svc: the job command carries the pausing call's id.
-    paused = wait_for(lambda: access_line(jobs_process.output(), "/job.v1.JobService/PauseJobs"))
+    paused = eventually_sync(lambda: access_line(jobs_process.output(), "/job.v1.JobService/PauseJobs"))
     assert paused["request_id"] == "pause-q4"
 
     # With tracing on, the forwarded call is one trace across the two processes.
-    server_span = wait_for(lambda: next((s for s in spans(breaker.output()) if s["name"] == "/breaker.v1.BreakerService/RecordOutcomes"), None))
-    client_span = wait_for(lambda: next((s for s in spans(jobs_process.output()) if s["name"] == "/breaker.v1.BreakerService/RecordOutcomes"), None))
+    server_span = eventually_sync(lambda: next((s for s in spans(breaker.output()) if s["name"] == "/breaker.v1.BreakerService/RecordOutcomes"), None))
+    client_span = eventually_sync(lambda: next((s for s in spans(jobs_process.output()) if s["name"] == "/breaker.v1.BreakerService/RecordOutcomes"), None))
     assert server_span["kind"] == "SpanKind.SERVER" and client_span["kind"] == "SpanKind.CLIENT"
     assert server_span["context"]["trace_id"] == client_span["context"]["trace_id"]
     assert server_span["parent_id"] == client_span["context"]["span_id"]
@@ -89,6 +81,6 @@ def test_request_ids_and_traces_follow_every_hop(service_process, tmp_path: Path
     # stream ends.
     stream_ids = {line["stream_request_id"] for line in json_lines(jobs_process.output()) if line.get("event") == "breaker_stream_connecting"}
     assert jobs_process.terminate() == 0
-    watch_lines = wait_for(lambda: [line for line in json_lines(breaker.output())
+    watch_lines = eventually_sync(lambda: [line for line in json_lines(breaker.output())
                                     if line.get("event") == "rpc" and line.get("method") == "/breaker.v1.BreakerService/WatchTransitions"])
     assert stream_ids & {line["request_id"] for line in watch_lines}

@@ -18,3 +18,16 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout_s: float = 10.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
         await asyncio.sleep(interval_s)
+
+
+def eventually_sync(check: Callable[[], T], timeout_s: float = 20.0, interval_s: float = 0.1) -> T:
+    """`eventually` for synchronous checks (tests that drive processes with blocking clients)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
+        time.sleep(interval_s)
+
