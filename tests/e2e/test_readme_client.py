@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 
-from tests.support.processes import REPO, ServiceProcess, free_port
+from tests.support.processes import REPO, launch_stack
 
 
 def readme_example() -> str:
@@ -22,15 +22,10 @@ def readme_example() -> str:
 
 
 def test_the_readme_guard_example_runs_verbatim_against_the_stack(tmp_path: Path) -> None:
-    ports = {name: str(free_port()) for name in ("BREAKER_PORT", "CAMPAIGN_PORT", "JOB_PORT")}
-    env = {**os.environ, **ports,
-           "JOB_DATABASE_URL": f"sqlite:///{tmp_path / 'job.db'}",
-           "CAMPAIGN_DATABASE_URL": f"sqlite:///{tmp_path / 'campaign.db'}"}
-    log = (tmp_path / "stack.log").open("w")
-    stack = subprocess.Popen([sys.executable, "-m", "services.stack"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    launched = launch_stack(tmp_path)
+    stack = launched.process
     try:
-        ServiceProcess("breaker_svc", int(ports["BREAKER_PORT"]), {}, tmp_path).wait_serving(60)
-        example = {**os.environ, "BREAKER_TARGET": f"127.0.0.1:{ports['BREAKER_PORT']}"}
+        example = {**os.environ, "BREAKER_TARGET": launched.target("BREAKER_PORT")}
         healthy = subprocess.run([sys.executable, "-c", readme_example()], cwd=REPO, env=example, capture_output=True, text=True, timeout=60)
         with grpc.insecure_channel(example["BREAKER_TARGET"]) as channel:  # an empty window again
             breaker_pb2_grpc.BreakerServiceStub(channel).ResetBreaker(breaker_pb2.ResetBreakerRequest(dependency="openai"))
@@ -39,7 +34,6 @@ def test_the_readme_guard_example_runs_verbatim_against_the_stack(tmp_path: Path
     finally:
         stack.send_signal(signal.SIGTERM)
         stack.wait(30)
-        log.close()
     assert healthy.returncode == 0, healthy.stderr
     assert healthy.stdout.splitlines() == [f"email copy for lead {n}" for n in range(30)]
     assert down.returncode == 0, down.stderr

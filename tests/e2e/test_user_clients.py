@@ -14,7 +14,7 @@ import grpc
 import pytest
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import ServiceProcess, free_port, launch_stack
 
 REPO = Path(__file__).resolve().parents[2]
 GRPCURL = Path(sys.executable).parent / "grpcurl"
@@ -162,15 +162,10 @@ def test_the_readmes_grpcurl_session_runs_as_written_against_a_fresh_stack_and_c
     """`make run`, the README's session in a second terminal, then Ctrl-C: SIGINT to the whole
     foreground process group, which must end with 0 (not make's 'Error 241': a service killed by
     a second signal while it exits)."""
-    ports = {"BREAKER_PORT": free_port(), "CAMPAIGN_PORT": free_port(), "JOB_PORT": free_port()}
-    env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_TOKEN", "SERVICE_TOKEN")}
-    env.update({name: str(port) for name, port in ports.items()})
-    env.update({"JOB_DATABASE_URL": f"sqlite:///{tmp_path / 'job.db'}", "CAMPAIGN_DATABASE_URL": f"sqlite:///{tmp_path / 'campaign.db'}"})
-    stack = subprocess.Popen([sys.executable, "-m", "services.stack"], cwd=REPO, env=env, process_group=0,
-                             stdout=(tmp_path / "stack.log").open("w"), stderr=subprocess.STDOUT)
+    without_tokens = {k: v for k, v in os.environ.items() if k not in ("ADMIN_TOKEN", "SERVICE_TOKEN")}
+    launched = launch_stack(tmp_path, without_tokens, process_group=0)
+    stack, ports, env = launched.process, launched.ports, launched.env
     try:
-        for module, port_env in (("breaker_svc", "BREAKER_PORT"), ("job_svc", "JOB_PORT"), ("campaign_svc", "CAMPAIGN_PORT")):
-            ServiceProcess(module, ports[port_env], {}, tmp_path).wait_serving(60)
         _wait_until_fresh(f"127.0.0.1:{ports['CAMPAIGN_PORT']}", "campaign.v1.CampaignService")
         # As a person types them: a moment apart (job_svc hears of a breaker change in milliseconds).
         script = "\n".join(f"{command}\nsleep 0.2" for command in readme_grpcurl_session())
@@ -182,7 +177,7 @@ def test_the_readmes_grpcurl_session_runs_as_written_against_a_fresh_stack_and_c
         stopped = stack.wait(30)
     assert session.returncode == 0, session.stdout + session.stderr
     assert stopped == 0
-    assert (tmp_path / "stack.log").read_text().count("server_stopped") == 3
+    assert launched.output().count("server_stopped") == 3
     out = session.stdout
     assert out.count('"status": "JOB_STATUS_PROCESSING"') == 2  # the first claim, and the claim after the reset
     assert "{}" in out  # the claim while perplexity's breaker is open

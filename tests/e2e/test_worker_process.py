@@ -23,7 +23,7 @@ from job.v1 import job_pb2
 
 from services.client import JobClient
 from tests.support.polling import eventually
-from tests.support.processes import REPO, ServiceProcess, free_port
+from tests.support.processes import REPO, launch_stack
 from tests.support.worker import WorkerProcess
 
 P = job_pb2
@@ -43,16 +43,10 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    folder = tmp_path_factory.mktemp("stack")
-    ports = {name: str(free_port()) for name in ("BREAKER_PORT", "CAMPAIGN_PORT", "JOB_PORT")}
-    env = {**os.environ, **ports,
-           "JOB_DATABASE_URL": f"sqlite:///{folder / 'job.db'}", "CAMPAIGN_DATABASE_URL": f"sqlite:///{folder / 'campaign.db'}"}
-    with (folder / "stack.log").open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "services.stack"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    launched = launch_stack(tmp_path_factory.mktemp("stack"))
+    process = launched.process
     try:
-        for port_env in ("BREAKER_PORT", "JOB_PORT"):
-            ServiceProcess("stack", int(ports[port_env]), {}, folder).wait_serving(60)
-        yield Stack(f"127.0.0.1:{ports['JOB_PORT']}", f"127.0.0.1:{ports['BREAKER_PORT']}")
+        yield Stack(launched.target("JOB_PORT"), launched.target("BREAKER_PORT"))
     finally:
         process.send_signal(signal.SIGTERM)
         try:

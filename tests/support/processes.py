@@ -5,8 +5,9 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-
+from typing import Any
 
 from services.client.channel import ClientTLS
 from services.healthcheck import wait_serving
@@ -76,3 +77,45 @@ class ServiceProcess:
                 self.terminate()
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+STACK_PORTS = ("BREAKER_PORT", "CAMPAIGN_PORT", "JOB_PORT")
+STACK_MODULES = {"BREAKER_PORT": "breaker_svc", "CAMPAIGN_PORT": "campaign_svc", "JOB_PORT": "job_svc"}
+
+
+@dataclass
+class StackProcess:
+    """`make run`'s launcher (services.stack) running, its output in `log_path`."""
+
+    process: subprocess.Popen[bytes]
+    ports: dict[str, int]
+    env: dict[str, str]
+    log_path: Path
+
+    def target(self, port_variable: str) -> str:
+        return f"127.0.0.1:{self.ports[port_variable]}"
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def launch_stack(folder: Path, environ: dict[str, str] | None = None, **popen: Any) -> StackProcess:
+    """`python -m services.stack` on free ports with SQLite files in `folder` (`environ` in place
+    of this process's environment), returned once all three services serve. The caller stops it."""
+    ports = {name: free_port() for name in STACK_PORTS}
+    env = {**(os.environ if environ is None else environ), **{name: str(port) for name, port in ports.items()},
+           "JOB_DATABASE_URL": f"sqlite:///{folder / 'job.db'}", "CAMPAIGN_DATABASE_URL": f"sqlite:///{folder / 'campaign.db'}"}
+    log_path = folder / "stack.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.stack"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, **popen
+        )
+    stack = StackProcess(process, ports, env, log_path)
+    try:
+        for name, port in ports.items():
+            ServiceProcess(STACK_MODULES[name], port, {}, folder).wait_serving(60)
+    except BaseException:
+        process.kill()
+        raise
+    return stack
+
