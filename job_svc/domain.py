@@ -116,6 +116,7 @@ class Job:
     priority: int = 0
     result: dict[str, Any] | None = None
     lease_expirations: int = 0
+    claimed_at: datetime | None = None  # when last leased (None: never, or before it was recorded)
 
     @property
     def pause_reason(self) -> str:

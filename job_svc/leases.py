@@ -25,10 +25,13 @@ from services.request_id import current as current_request_id
 
 @dataclass(frozen=True)
 class Completed:
-    """A completion that was applied: the job (whole when asked for) and its dependencies."""
+    """A completion that was applied: the job (whole when asked for), its dependencies, and its
+    type and claim time (for job_run_seconds)."""
 
     job_id: str
     dependencies: tuple[str, ...]
+    job_type: str
+    claimed_at: datetime | None
     row: Any
 
 
@@ -92,7 +95,9 @@ class LeaseStatements:
             "caller_request_id": current_request_id(),
         }
         rows = list(await self.connection.execute(statements.complete(self.postgres, whole_rows), values))
-        completed = [Completed(row.id, tuple(sorted(row.dependency_list.split(","))), row) for row in rows]
+        completed = [
+            Completed(row.id, tuple(sorted(row.dependency_list.split(","))), row.job_type, row.claimed_at, row) for row in rows
+        ]
         if completed and not self.postgres:
             await self.connection.execute(statements.complete_holds(), {"ids": [c.job_id for c in completed]})
             caller = values["caller_request_id"]

@@ -73,8 +73,9 @@ def held_lease(postgres: bool) -> list[ColumnElement[bool]]:
 
 @cache
 def claim(postgres: bool, by_dependencies: bool, by_type: bool) -> Any:
-    """Leases up to :max_jobs runnable jobs in claim order, returning them with their
-    dependencies. Runnable is `pending` and due, nothing more (see JobTx.claim)."""
+    """Leases up to :max_jobs runnable jobs in claim order, stamping `claimed_at` (a finish times
+    the run from it), returning them with their dependencies. Runnable is `pending` and due,
+    nothing more (see JobTx.claim)."""
     candidate = jobs.alias("candidate")
     conditions = [candidate.c.status == status_literal(JobStatus.PENDING), candidate.c.run_after <= bindparam("now")]
     if by_dependencies:
@@ -96,7 +97,7 @@ def claim(postgres: bool, by_dependencies: bool, by_type: bool) -> Any:
         .where(jobs.c.id.in_(chosen))
         .values(
             status=status_literal(JobStatus.PROCESSING, "processing"), lease_owner=bindparam("worker_id"),
-            lease_expires_at=bindparam("b_lease_expires_at"), updated_at=bindparam("now"),
+            lease_expires_at=bindparam("b_lease_expires_at"), updated_at=bindparam("now"), claimed_at=bindparam("now"),
         )
         .returning(*jobs.c, dependency_list(jobs.c.id, postgres))
     )
@@ -132,11 +133,12 @@ def complete(postgres: bool, whole_rows: bool) -> Any:
     """Completes the held jobs among :ids ("set state if still held", so a late result of a
     lost lease changes nothing), drops their holds and records a success per dependency in the
     outbox for the jobs named in :durations (those whose worker did not record its outcomes
-    itself). Returns the completed jobs (whole when asked for) with their dependencies.
+    itself). Returns the completed jobs (whole when asked for, else their id, type and claim
+    time: what job_run_seconds needs) with their dependencies.
 
     On PostgreSQL that is one statement (data-modifying CTEs); SQLite runs the UPDATE alone and
     `complete_holds` and `complete_outcomes` after it."""
-    returned = (*jobs.c,) if whole_rows else (jobs.c.id,)
+    returned = (*jobs.c,) if whole_rows else (jobs.c.id, jobs.c.job_type, jobs.c.claimed_at)
     statement = update(jobs).where(*held_lease(postgres)).values(**_completion_values(postgres))
     if not postgres:
         return statement.returning(*returned, dependency_list(jobs.c.id, postgres))

@@ -410,7 +410,7 @@ class JobTx(HoldStatements, LeaseStatements):
                 lease_owner=row.lease_owner, lease_expires_at=row.lease_expires_at, run_after=row.run_after,
                 last_error=row.last_error, holds=tuple(holds[row.id]), created_at=row.created_at, updated_at=row.updated_at,
                 provider_failures=row.provider_failures, priority=row.priority, result=row.result,
-                lease_expirations=row.lease_expirations,
+                lease_expirations=row.lease_expirations, claimed_at=row.claimed_at,
             )
             for row in rows
         ]

@@ -100,6 +100,9 @@ jobs = Table(
     Column("result", PAYLOAD, nullable=True),
     # Leases that expired without a result; at the limit the job fails (poison protection).
     Column("lease_expirations", Integer, nullable=False, server_default="0"),
+    # When the job was last leased (by the claim's own UPDATE), so a finish can tell its run
+    # time; NULL for jobs never claimed since migration 0008.
+    Column("claimed_at", UtcDateTime, nullable=True),
     # Claims walk pending jobs in claim order and stop at max_jobs. Partial: a paused job
     # leaves it, so pausing 20,000 jobs inserts nothing into it.
     Index(

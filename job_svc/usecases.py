@@ -323,36 +323,39 @@ class JobUseCases:
     ) -> FinishReport:
         """One transaction: "set state if still held by this worker" for every finish, set-based.
         Failures first, since they may put jobs back in the queue: breaker states are locked
-        before job rows (the lock order)."""
+        before job rows (the lock order). The run times are observed once it committed."""
         now = self.clock()
         failures = [f for f in finishes if not f.succeeded]
         completions = [f for f in finishes if f.succeeded]
         statuses: dict[str, JobStatus] = {}
         jobs: dict[str, Job] = {}
         outcomes: list[Outcome] = []
+        runs: list[metrics.Run] = []
         # Completions alone are one statement (JobTx.complete_held): no transaction around it.
         async with self.store.transaction() if failures else self.store.statements() as tx:
             if failures:
                 labels = {f.job_id: f"{batch_field}[{i}]: " for i, f in enumerate(finishes)} if batch_field else {}
-                outcomes += await self._apply_failures(tx, worker_id, failures, now, statuses, labels)
+                outcomes += await self._apply_failures(tx, worker_id, failures, now, statuses, labels, runs)
             if completions:
                 # Their successes go to the outbox in the same statement.
                 completed = await tx.complete_held(worker_id, completions, now, whole_rows=respond_with_jobs)
                 statuses |= {done.job_id: JobStatus.COMPLETED for done in completed}
+                runs += [(done.job_type, metrics.RUN_COMPLETED, done.claimed_at) for done in completed]
                 if respond_with_jobs:
                     jobs |= {job.id: job for job in await tx.jobs_from_rows([done.row for done in completed])}
             # Forwarded to breaker_svc by the outbox forwarder: never lost, never blocking.
             await tx.add_outcomes(outcomes, now)
             if respond_with_jobs and failures:
                 jobs |= {job.id: job for job in await tx.load_jobs([f.job_id for f in failures if f.job_id in statuses])}
+        metrics.observe_runs(runs, now)
         return FinishReport(statuses, jobs)
 
     async def _apply_failures(
         self, tx: JobTx, worker_id: str, failures: list[Finish], now: datetime, statuses: dict[str, JobStatus],
-        labels: dict[str, str],
+        labels: dict[str, str], runs: list[metrics.Run],
     ) -> list[Outcome]:
-        """Plans and applies the failures whose lease is held; `labels` prefix an error with the
-        item it is about (FinishJobs)."""
+        """Plans and applies the failures whose lease is held, adding their runs to `runs`;
+        `labels` prefix an error with the item it is about (FinishJobs)."""
         await tx.lock_breaker_states()
         await tx.lock_hold_keys_of([f.job_id for f in failures])
         held = {job.id: job for job in await tx.lock_held(worker_id, [f.job_id for f in failures], now)}
@@ -369,6 +372,10 @@ class JobUseCases:
             if provider is not None and not finish.outcomes_recorded:
                 outcomes.append(Outcome(provider, False, finish.call_duration_s))
         await tx.apply_failures(plans, now)
+        runs += [
+            (held[job_id].job_type, metrics.RUN_FAILED if plan.status is JobStatus.FAILED else metrics.RUN_RETRIED, held[job_id].claimed_at)
+            for job_id, (plan, _) in plans.items()
+        ]
         retried = [job_id for job_id, (plan, _) in plans.items() if plan.status is JobStatus.PENDING]
         statuses |= {job_id: plan.status for job_id, (plan, _) in plans.items()}
         statuses |= await tx.statuses_of(retried)  # pending, or paused by a hold

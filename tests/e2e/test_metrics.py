@@ -1,5 +1,6 @@
 """Prometheus metrics as an operator scrapes them from the three running services, after some
-traffic; the Grafana dashboard in deploy/ asks only for metrics found in those scrapes."""
+traffic; the Grafana dashboard in deploy/ asks only for metrics found in those scrapes. Job run
+times as job_svc observes them, on PostgreSQL and SQLite."""
 
 import json
 import re
@@ -95,9 +96,19 @@ def _traffic(breaker_target: str, job_target: str, campaign_target: str) -> None
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         jobs.CreateJob(job_pb2.CreateJobRequest(job_type="enrich", dependencies=["apollo"]))
         jobs.CreateJob(job_pb2.CreateJobRequest(job_type="enrich", dependencies=["openai"]))
+        _run_a_job(jobs)
         campaign = campaigns.CreateCampaign(campaign_pb2.CreateCampaignRequest(name="Q4", dependencies=["apollo"])).campaign
         _start(campaigns, campaign.id)
         campaigns.PauseCampaign(campaign_pb2.PauseCampaignRequest(id=campaign.id, reason="by hand"))
+
+
+def _run_a_job(jobs: job_pb2_grpc.JobServiceStub) -> None:
+    """Claims and completes a job of its own dependency (its outcome recorded by the worker, so
+    breaker_svc hears nothing): job_run_seconds gets a series."""
+    job = jobs.CreateJob(job_pb2.CreateJobRequest(job_type="score", dependencies=["clearbit"])).job
+    jobs.ClaimJobs(job_pb2.ClaimJobsRequest(worker_id="w", dependencies=["clearbit"], max_jobs=1))
+    done = job_pb2.JobFinish(id=job.id, completion=job_pb2.JobCompletion(), outcomes_recorded=True)
+    jobs.FinishJobs(job_pb2.FinishJobsRequest(worker_id="w", finishes=[done]))
 
 
 def _start(campaigns: campaign_pb2_grpc.CampaignServiceStub, campaign_id: str) -> None:
@@ -143,7 +154,7 @@ def test_grpc_server_metrics_have_the_standard_names_and_labels(scrapes) -> None
     assert value(breaker, "grpc_server_msg_sent_total", **watch) >= 3
     # Long watch streams stay out of the latency histogram: unary calls only.
     assert {labels["grpc_type"] for labels, _ in breaker["grpc_server_handling_seconds_count"]} == {"UNARY"}
-    assert value(scrapes["job"], "grpc_server_handled_total", grpc_service="job.v1.JobService", grpc_method="CreateJob") == 2
+    assert value(scrapes["job"], "grpc_server_handled_total", grpc_service="job.v1.JobService", grpc_method="CreateJob") == 3  # _traffic's
 
 
 def test_breaker_svc_exports_states_transitions_and_calls(scrapes) -> None:
@@ -169,16 +180,19 @@ def test_the_subscribers_export_their_lag_staleness_queues_and_outboxes(scrapes)
     assert value(job, "job_queue_oldest_age_seconds", dependency="apollo") >= 0
     assert value(job, "job_paused_total", hold="breaker") is not None  # paused on creation or by the opening
     assert value(job, "job_outcome_outbox_backlog") == 0
+    assert value(job, "job_run_seconds_count", job_type="score", outcome="completed") == 1
     assert value(campaign, "campaign_campaigns", status="paused") == 1
     assert value(campaign, "campaign_job_command_outbox_backlog") is not None
 
 
 def dashboard_metric_names() -> set[str]:
-    """Every metric name the dashboard's queries mention (PromQL words that look like ours)."""
+    """Every metric name the dashboard's queries mention (PromQL words that look like ours, less
+    strings and the labels of `by (...)`, such as job_type)."""
     dashboard = json.loads(DASHBOARD.read_text())
     expressions = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
     assert expressions, "the dashboard has no queries"
-    words = {word for expr in expressions for word in re.findall(r"[a-z_][a-z0-9_]*", re.sub(r'"[^"]*"', "", expr))}
+    bare = [re.sub(r'"[^"]*"|\b(by|without)\s*\([^)]*\)', "", expr) for expr in expressions]
+    words = {word for expr in bare for word in re.findall(r"[a-z_][a-z0-9_]*", expr)}
     return {w for w in words if w.startswith(("grpc_server_", "breaker_", "job_", "campaign_"))}
 
 
@@ -208,3 +222,36 @@ def test_the_readmes_table_names_every_metric_the_services_export(scrapes) -> No
     table = readme.split("## Metrics", 1)[1].split("\n\n")[2]
     documented = set(re.findall(r"`([a-z_]+)`", "\n".join(line.split("|")[1] for line in table.splitlines()[2:])))
     assert documented == exported
+
+
+def test_job_run_time_is_observed_per_job_type_and_outcome(database_url: str, service_process) -> None:
+    """Claims four jobs over gRPC and finishes them through each call that can: the run time of
+    each finish shows up under its job type and outcome (`retried`: back in the queue)."""
+    metrics_port = free_port()
+    job_svc = service_process("job_svc", {
+        "JOB_DATABASE_URL": database_url, "JOB_METRICS_PORT": str(metrics_port), "BREAKER_TARGET": "127.0.0.1:9",
+    }, port_env="JOB_PORT")
+    runs = {outcome: {"job_type": "score", "outcome": outcome} for outcome in ("completed", "failed", "retried")}
+    assert all(value(scrape(metrics_port), "job_run_seconds_count", **labels) is None for labels in runs.values())
+    with grpc.insecure_channel(job_svc.address) as channel:
+        jobs = job_pb2_grpc.JobServiceStub(channel)
+        last_try, *others = [
+            jobs.CreateJob(job_pb2.CreateJobRequest(job_type="score", dependencies=["apollo"], max_attempts=attempts)).job.id
+            for attempts in (1, 3, 3, 3)
+        ]
+        claimed = jobs.ClaimJobs(job_pb2.ClaimJobsRequest(worker_id="w", dependencies=["apollo"], max_jobs=4)).jobs
+        assert len(claimed) == 4
+        jobs.FailJob(job_pb2.FailJobRequest(id=last_try, worker_id="w", error="bad lead"))
+        jobs.CompleteJob(job_pb2.CompleteJobRequest(id=others[0], worker_id="w"))
+        finishes = [
+            job_pb2.JobFinish(id=others[1], completion=job_pb2.JobCompletion()),
+            job_pb2.JobFinish(id=others[2], failure=job_pb2.JobFailure(error="try again")),
+        ]
+        statuses = jobs.FinishJobs(job_pb2.FinishJobsRequest(worker_id="w", finishes=finishes)).results
+        assert [r.status for r in statuses] == [job_pb2.JOB_STATUS_COMPLETED, job_pb2.JOB_STATUS_PENDING]
+    samples = scrape(metrics_port)
+    assert {outcome: value(samples, "job_run_seconds_count", **labels) for outcome, labels in runs.items()} == {
+        "completed": 2, "failed": 1, "retried": 1,
+    }
+    assert value(samples, "job_run_seconds_bucket", **runs["completed"], le="+Inf") == 2
+    assert 0 <= value(samples, "job_run_seconds_sum", **runs["completed"]) < 60
