@@ -244,8 +244,10 @@ async def drain_worker(stub: job_pb2_grpc.JobServiceStub, name: str, batched: bo
         if batched:
             await finish_all(stub, name, claimed)
         else:
-            for job in claimed:
-                await stub.CompleteJob(job_pb2.CompleteJobRequest(id=job.id, worker_id=name))
+            # Each job of a claim completes on its own, as soon as it is done: pgqueuer's
+            # QueueManager runs the jobs of a batch as concurrent tasks, as services.client's
+            # Worker does.
+            await asyncio.gather(*(stub.CompleteJob(job_pb2.CompleteJobRequest(id=job.id, worker_id=name)) for job in claimed))
         done += len(claimed)
     return done
 

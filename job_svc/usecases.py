@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
+import sqlalchemy.exc
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -46,7 +47,8 @@ from job_svc.domain import (
 )
 from job_svc.store import JobStore, JobTx, ListFilter, Outcome, hold_key
 from job_svc.wakeups import ClaimSignal
-from services.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.batching import GroupCommit
+from services.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError
 from services.pagination import created_position, decode_page_token, encode_page_token, page_size, parse_created_position
 from services.validation import validate_dependency_name, validate_text, validate_uuid
 from services.watch import BreakerState, BreakerView
@@ -112,8 +114,23 @@ def _hold_keys(new_jobs: Iterable[NewJob]) -> list[str]:
 
 
 async def _shielded(work: Awaitable[T]) -> T:
-    """Ending a claim is one transaction that a cancelled call must not cut short."""
+    """A claim or a cancel is one transaction that a cancelled call must not cut short."""
     return await asyncio.shield(work)
+
+
+@dataclass(frozen=True)
+class FinishGroup:
+    """Finishes that may share a transaction: one worker's, answered alike."""
+
+    worker_id: str
+    respond_with_jobs: bool
+    batch_field: str | None
+
+
+def _request_at_fault(error: BaseException) -> bool:
+    """An error of what was asked (the transaction rolled back), not of the database: a group
+    of calls that met one runs again call by call, so that only the call at fault gets it."""
+    return isinstance(error, ServiceError | sqlalchemy.exc.DataError | sqlalchemy.exc.IntegrityError)
 
 
 class JobUseCases:
@@ -139,6 +156,12 @@ class JobUseCases:
         self.queue_policy = queue_policy
         self.clock = clock
         self.outcomes_written = outcomes_written
+        # Concurrent calls share their transactions (services.batching): creates of the same
+        # dependencies, and each worker's finishes (never two of one job in a group).
+        self._creates = GroupCommit(self._create_group, max_items=MAX_BATCH, retry_alone=_request_at_fault)
+        self._finishes = GroupCommit(
+            self._finish_group, max_items=MAX_BATCH, retry_alone=_request_at_fault, identity=lambda f: f.job_id
+        )
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -146,8 +169,14 @@ class JobUseCases:
         return (await self.create_jobs([new]))[0]
 
     async def create_jobs(self, batch: Sequence[NewJob]) -> list[Job]:
-        """Creates the jobs in one transaction; an item whose request_id names an existing job
-        (or an earlier item of the batch) gets that job. Returns them in request order."""
+        """Creates the jobs in one transaction (shared with concurrent creates of the same
+        dependencies); an item whose request_id names an existing job (or an earlier item of
+        the batch, or of a call sharing the transaction) gets that job. Returns them in request
+        order."""
+        dependencies = tuple(sorted({d for new in batch for d in new.dependencies}))
+        return await self._creates.submit(dependencies, batch)
+
+    async def _create_group(self, dependencies: tuple[str, ...], batch: Sequence[NewJob]) -> list[Job]:
         now = self.clock()
         planned: dict[str, NewJob] = {}
         item_ids: list[str] = []
@@ -301,10 +330,10 @@ class JobUseCases:
     async def _finish_one(self, worker_id: str, finish: Finish) -> Job:
         """CompleteJob and FailJob: a batch of one that answers with the job, or says why the
         worker does not hold its lease (FAILED_PRECONDITION; NOT_FOUND for no such job)."""
-        report = await _shielded(self._finish(worker_id, [finish], respond_with_jobs=True))
+        [(_, finished_job)] = await self._finishes.submit(FinishGroup(worker_id, True, None), [finish])
         self.outcomes_written()
-        if finish.job_id in report.jobs:
-            return report.jobs[finish.job_id]
+        if finished_job is not None:
+            return finished_job
         job = await self.get_job(finish.job_id)
         check_lease(job, worker_id, self.clock())
         raise FailedPrecondition(f"the lease of job {job.id} ended before this call")
@@ -314,9 +343,16 @@ class JobUseCases:
         status of those (an id missing from the answer lost its lease: nothing applied)."""
         worker_id = validate_worker_id(worker_id)
         finishes = distinct_finishes(list(finishes))
-        report = await _shielded(self._finish(worker_id, finishes, respond_with_jobs=False, batch_field="finishes"))
+        results = await self._finishes.submit(FinishGroup(worker_id, False, "finishes"), finishes)
         self.outcomes_written()
-        return report.statuses
+        return {f.job_id: status for f, (status, _) in zip(finishes, results) if status is not None}
+
+    async def _finish_group(self, group: FinishGroup, finishes: Sequence[Finish]) -> list[tuple[JobStatus | None, Job | None]]:
+        """The finishes of the calls sharing one transaction (a group commit runs it in its own
+        task, so a caller that goes away does not cut it short): each one's new status and,
+        when asked, job; (None, None) for a lease lost."""
+        report = await self._finish(group.worker_id, finishes, respond_with_jobs=group.respond_with_jobs, batch_field=group.batch_field)
+        return [(report.statuses.get(f.job_id), report.jobs.get(f.job_id)) for f in finishes]
 
     async def _finish(
         self, worker_id: str, finishes: Sequence[Finish], *, respond_with_jobs: bool, batch_field: str | None = None

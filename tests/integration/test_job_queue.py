@@ -11,7 +11,7 @@ from datetime import UTC, timedelta
 
 import grpc
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from google.protobuf.duration_pb2 import Duration
 from job.v1 import job_pb2
 
@@ -288,6 +288,66 @@ async def test_complete_job_stores_its_result(svc: RunningJobs) -> None:
     request.result.update({"score": 0.9, "tags": ["a"]})
     done = (await svc.stub.CompleteJob(request)).job
     assert dict(done.result) == {"score": 0.9, "tags": ["a"]} and done == await get(svc, job.id)
+
+
+# -- concurrent calls share transactions (services.batching) ------------------------------------
+
+
+class JobInserts:
+    """Counts the statements that insert jobs on the service's engine."""
+
+    def __init__(self, svc: RunningJobs) -> None:
+        self.engine, self.count = svc.app.engine.sync_engine, 0
+
+    def __enter__(self) -> "JobInserts":
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _connection: object, _cursor: object, statement: str, *_: object) -> None:
+        self.count += "INSERT INTO jobs" in statement
+
+
+async def test_concurrent_creates_share_transactions_and_each_gets_its_own_job(svc: RunningJobs) -> None:
+    dependency, key = unique(), f"req-{uuid.uuid4()}"
+    requests = [create_request([dependency], job_type=f"t{i}") for i in range(20)]
+    requests += [create_request([dependency], request_id=key) for _ in range(10)]
+    with JobInserts(svc) as inserts:
+        answers = await asyncio.gather(*(svc.stub.CreateJob(request) for request in requests))
+    created, repeated = answers[:20], answers[20:]
+    assert [a.job.job_type for a in created] == [f"t{i}" for i in range(20)]
+    assert len({a.job.id for a in repeated}) == 1  # one job per request id, whichever call came first
+    listed = (await svc.stub.ListJobs(job_pb2.ListJobsRequest(dependency=dependency, page_size=100))).jobs
+    assert {j.id for j in listed} == {a.job.id for a in answers} and len(listed) == 21
+    assert inserts.count < len(requests)  # shared: fewer INSERTs than calls
+
+
+async def test_concurrent_finishes_of_a_worker_share_transactions_and_each_gets_its_own_answer(svc: RunningJobs) -> None:
+    dependency = unique()
+    jobs = await create_jobs(svc.stub, [dependency], 7)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 6))).jobs
+    unclaimed = next(j for j in jobs if j.id not in {c.id for c in claimed})
+
+    def complete(job_id: str):  # type: ignore[no-untyped-def]
+        return svc.stub.CompleteJob(job_pb2.CompleteJobRequest(id=job_id, worker_id="w1"))
+
+    calls = [complete(job.id) for job in claimed[:4]]
+    calls.append(svc.stub.FailJob(job_pb2.FailJobRequest(id=claimed[4].id, worker_id="w1", error="x", failed_dependency="nope")))
+    calls.append(svc.stub.FinishJobs(job_pb2.FinishJobsRequest(worker_id="w1", finishes=[completion(claimed[5].id, n=5)])))
+    calls += [complete(unclaimed.id), complete(claimed[0].id)]  # not held; and a second finish of one job
+    answers = await asyncio.gather(*calls, return_exceptions=True)
+
+    codes = [a.code() if isinstance(a, grpc.aio.AioRpcError) else grpc.StatusCode.OK for a in answers]
+    assert codes[1:4] == [grpc.StatusCode.OK] * 3
+    assert sorted([codes[0], codes[7]], key=str) == sorted([grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION], key=str)
+    assert codes[4:7] == [INVALID, grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION]
+    assert "nope" in answers[4].details()
+    assert [r.lease_result for r in answers[5].results] == [HELD]
+    statuses = [(await get(svc, job.id)).status for job in claimed]
+    assert statuses == [S.JOB_STATUS_COMPLETED] * 4 + [S.JOB_STATUS_PROCESSING, S.JOB_STATUS_COMPLETED]
+    assert dict((await get(svc, claimed[5].id)).result) == {"n": 5}
 
 
 async def test_renewed_leases_outlive_their_first_end_and_lost_ones_refuse_late_results(svc: RunningJobs) -> None:
