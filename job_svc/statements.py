@@ -6,8 +6,9 @@ serves its SQL, and asyncpg prepares it once per connection. Lists of ids are on
 parameter on PostgreSQL (`= ANY(:ids)`: one prepared statement whatever the length) and an
 expanding IN on SQLite.
 
-Statuses the partial indexes are defined on are inlined (`literal_execute`): a prepared
-statement's generic plan cannot use `ix_jobs_claim WHERE status = 'pending'` for a parameter.
+Statuses are written into the SQL as constants, not parameters: a prepared statement's generic
+plan cannot use `ix_jobs_claim WHERE status = 'pending'` for a parameter. They are part of the
+compiled statement (a `literal_execute` parameter would be rendered again on every execution).
 """
 
 from functools import cache
@@ -30,6 +31,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     true,
@@ -44,8 +46,8 @@ from job_svc.tables import JOB_STATUS, UtcDateTime, breaker_outbox, breaker_stat
 from job_svc.wakeups import CHANNEL
 
 
-def status_literal(status: JobStatus, name: str | None = None) -> Any:
-    return bindparam(name or f"status_{status.value}", status, type_=JOB_STATUS, literal_execute=True)
+def status_literal(status: JobStatus) -> Any:
+    return cast(literal_column(f"'{status.value}'"), JOB_STATUS)
 
 
 def in_list(column: Any, name: str, postgres: bool) -> ColumnElement[bool]:
@@ -96,7 +98,7 @@ def claim(postgres: bool, by_dependencies: bool, by_type: bool) -> Any:
         update(jobs)
         .where(jobs.c.id.in_(chosen))
         .values(
-            status=status_literal(JobStatus.PROCESSING, "processing"), lease_owner=bindparam("worker_id"),
+            status=status_literal(JobStatus.PROCESSING), lease_owner=bindparam("worker_id"),
             lease_expires_at=bindparam("b_lease_expires_at"), updated_at=bindparam("now"), claimed_at=bindparam("now"),
         )
         .returning(*jobs.c, dependency_list(jobs.c.id, postgres))
@@ -123,7 +125,7 @@ def _result_of_this_job(postgres: bool) -> Any:
 
 def _completion_values(postgres: bool) -> dict[str, Any]:
     return {
-        "status": status_literal(JobStatus.COMPLETED, "completed"), "lease_owner": None, "lease_expires_at": None,
+        "status": status_literal(JobStatus.COMPLETED), "lease_owner": None, "lease_expires_at": None,
         "updated_at": bindparam("now"), "result": _result_of_this_job(postgres),
     }
 
