@@ -4,14 +4,14 @@ A proto enum value is the Python enum member's name behind a prefix (`JOB_STATUS
 `JobStatus.PAUSED`); `ProtoEnum` does that mapping once for every enum of every service.
 """
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
-from google.protobuf.struct_pb2 import Struct
+from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.errors import InvalidArgument
@@ -24,9 +24,11 @@ class ProtoEnum(Generic[E]):
         self._proto_enum = proto_enum
         self._python_enum = python_enum
         self._prefix = prefix
+        # Looked up once: a member's `name` is a slow descriptor, and an answer maps thousands.
+        self._numbers = {member: proto_enum.Value(prefix + member.name) for member in python_enum}
 
     def to_proto(self, member: E) -> int:
-        return self._proto_enum.Value(self._prefix + member.name)
+        return self._numbers[member]
 
     def from_proto(self, number: int, field: str) -> E | None:
         """The member, or None for the zero value (UNSPECIFIED: "any" in filters); an unknown
@@ -45,13 +47,23 @@ class ProtoEnum(Generic[E]):
         return member
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_TIMESTAMP_S, _MAX_TIMESTAMP_S = -62_135_596_800, 253_402_300_799
+
+
 def timestamp(moment: datetime | None) -> Timestamp | None:
-    """A Timestamp for a timezone-aware datetime; None (the field stays unset) for None."""
+    """A Timestamp for a datetime (a naive one is UTC, as in Timestamp.FromDatetime); None (the
+    field stays unset) for None. Computed from the distance to the epoch: FromDatetime's detour
+    through a time tuple (calendar.timegm) costs four times as much, and a batch answer carries
+    thousands of timestamps."""
     if moment is None:
         return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
+    since_epoch = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)) - _EPOCH
+    whole_s = since_epoch.days * 86_400 + since_epoch.seconds
+    if not _MIN_TIMESTAMP_S <= whole_s <= _MAX_TIMESTAMP_S:
+        raise ValueError(f"{moment.isoformat()} is outside the range of a Timestamp")
+    return Timestamp(seconds=whole_s, nanos=since_epoch.microseconds * 1000)
 
 
 _NANOS_PER_S = 1_000_000_000
@@ -81,8 +93,31 @@ def seconds(duration: Duration, field: str) -> float:
 
 
 def json_object(value: Struct, field: str) -> dict[str, Any]:
-    """A Struct as plain JSON data. A Struct can hold NaN and Infinity, JSON cannot: refused."""
+    """A Struct as plain JSON data, as json_format.MessageToDict gives it (numbers are floats, a
+    Value of no kind is null) at half its cost: a batch converts a thousand payloads. A Struct
+    can hold NaN and Infinity, JSON cannot: refused."""
     try:
-        return json_format.MessageToDict(value)
+        return _object(value)
     except ValueError:
         raise InvalidArgument(f"{field} must not contain NaN or Infinity (JSON has no such numbers)") from None
+
+
+def _object(struct: Struct) -> dict[str, Any]:
+    return {key: _plain(item) for key, item in struct.fields.items()}
+
+
+def _plain(value: Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        if not math.isfinite(value.number_value):
+            raise ValueError("not a JSON number")
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return _object(value.struct_value)
+    if kind == "list_value":
+        return [_plain(item) for item in value.list_value.values]
+    return None  # null_value, or no kind set
