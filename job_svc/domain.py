@@ -134,6 +134,7 @@ class NewJob:
     job_type: str
     dependencies: tuple[str, ...]
     payload: dict[str, Any]
+    payload_json: str  # the payload as JSON text, encoded once by validation, stored as is
     max_attempts: int
     priority: int = 0
     run_at: datetime | None = None  # scheduled start (run_time)
@@ -154,7 +155,7 @@ class NewJob:
         run_at: datetime | None = None,
         delay_s: float | None = None,
     ) -> "NewJob":
-        validate_json_object(payload, "payload", max_payload_bytes)
+        payload_json = validate_json_object(payload, "payload", max_payload_bytes)
         if max_attempts < 0 or max_attempts > MAX_ATTEMPTS_LIMIT:
             raise InvalidArgument(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT} (0 for {DEFAULT_MAX_ATTEMPTS}), got {max_attempts}")
         if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
@@ -167,6 +168,7 @@ class NewJob:
             job_type=validate_text(job_type, "job_type", min_length=1, max_length=MAX_JOB_TYPE_LENGTH),
             dependencies=validate_dependency_list(list(dependencies)),
             payload=payload,
+            payload_json=payload_json,
             max_attempts=max_attempts or DEFAULT_MAX_ATTEMPTS,
             priority=priority,
             run_at=run_at,
@@ -185,10 +187,15 @@ class NewJob:
         return now
 
 
-def validate_json_object(value: dict[str, Any], field: str, max_bytes: int) -> None:
-    """A caller's JSON object (payload, result): storable and within the size cap."""
+# Built once: json.dumps with options builds a new encoder on every call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def validate_json_object(value: dict[str, Any], field: str, max_bytes: int) -> str:
+    """A caller's JSON object (payload, result): storable and within the size cap. Returns it as
+    compact JSON text (ASCII: other characters are escaped)."""
     try:
-        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        encoded = _COMPACT_JSON.encode(value)
     except ValueError:
         raise InvalidArgument(f"{field} must not contain NaN or Infinity (JSON has no such numbers)") from None
     if "\\u0000" in encoded:  # neither PostgreSQL's JSON nor text can hold a NUL
@@ -196,6 +203,7 @@ def validate_json_object(value: dict[str, Any], field: str, max_bytes: int) -> N
     size = len(encoded.encode())
     if size > max_bytes:
         raise InvalidArgument(f"{field} must be at most {max_bytes} bytes as JSON, got {size}")
+    return encoded
 
 
 def validated_batch(items: list[T], field: str, validate: Callable[[T], U]) -> list[U]:

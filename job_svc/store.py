@@ -14,7 +14,6 @@ in the queue share-locks the mirror's breaker states first, then the job rows. C
 takes shared advisory locks on the hold keys instead (see `lock_hold_keys`).
 """
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -295,7 +294,7 @@ class JobTx(HoldStatements, LeaseStatements):
             "new_ids": [job_id for job_id, _ in new_jobs],
             "new_campaign_ids": [new.campaign_id for _, new in new_jobs],
             "new_job_types": [new.job_type for _, new in new_jobs],
-            "new_payloads": [json.dumps(new.payload) for _, new in new_jobs],
+            "new_payloads": [new.payload_json for _, new in new_jobs],
             "new_max_attempts": [new.max_attempts for _, new in new_jobs],
             "new_run_afters": [new.run_after(now) for _, new in new_jobs],
             "new_request_ids": [new.request_id for _, new in new_jobs],
