@@ -3,6 +3,7 @@ validated command, calls a use case and turns the result into the response. Doma
 become status codes in the shared interceptor (services.interceptors)."""
 
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from dataclasses import replace
@@ -45,6 +46,7 @@ def hold_to_proto(hold: Hold) -> job_pb2.PauseHold:
 
 
 def job_to_proto(job: Job) -> job_pb2.Job:
+    created = timestamp(job.created_at)
     message = job_pb2.Job(
         id=job.id,
         campaign_id=job.campaign_id or "",
@@ -57,9 +59,9 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         holds=[hold_to_proto(h) for h in job.holds],
         pause_reason=job.pause_reason,
         last_error=job.last_error,
-        run_after_time=timestamp(job.run_after),
-        create_time=timestamp(job.created_at),
-        update_time=timestamp(job.updated_at),
+        run_after_time=_same_or_own(job.run_after, job.created_at, created),
+        create_time=created,
+        update_time=_same_or_own(job.updated_at, job.created_at, created),
         priority=job.priority,
         lease_expirations=job.lease_expirations,
     )
@@ -69,6 +71,25 @@ def job_to_proto(job: Job) -> job_pb2.Job:
     if job.lease_expires_at is not None:
         message.lease_expire_time.CopyFrom(timestamp(job.lease_expires_at))
     return message
+
+
+def _same_or_own(moment: datetime, created_at: datetime, created: Timestamp | None) -> Timestamp | None:
+    """A new job's run-after and update times are its creation time: that Timestamp is reused."""
+    return created if moment == created_at else timestamp(moment)
+
+
+def basic_job_to_proto(job: Job) -> job_pb2.Job:
+    """JOB_VIEW_BASIC: only the id and the status."""
+    return job_pb2.Job(id=job.id, status=JOB_STATUS.to_proto(job.status))
+
+
+def job_view(view: int) -> Callable[[Job], job_pb2.Job]:
+    """How a request's `view` (AIP-157's partial responses) turns each job into the answer."""
+    if view in (job_pb2.JOB_VIEW_UNSPECIFIED, job_pb2.JOB_VIEW_FULL):
+        return job_to_proto
+    if view == job_pb2.JOB_VIEW_BASIC:
+        return basic_job_to_proto
+    raise InvalidArgument(f"view {view} is not a known JobView")
 
 
 def _optional_seconds(message: object, field: str) -> float | None:
@@ -147,8 +168,9 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         return job_pb2.CreateJobResponse(job=job_to_proto(await self._jobs.create_job(new)))
 
     async def CreateJobs(self, request: job_pb2.CreateJobsRequest, context: grpc.aio.ServicerContext) -> job_pb2.CreateJobsResponse:
+        to_proto = job_view(request.view)
         batch = validated_batch(list(request.jobs), "jobs", lambda item: new_job(item, self._jobs.max_payload_bytes))
-        return job_pb2.CreateJobsResponse(jobs=[job_to_proto(j) for j in await self._jobs.create_jobs(batch)])
+        return job_pb2.CreateJobsResponse(jobs=[to_proto(j) for j in await self._jobs.create_jobs(batch)])
 
     async def GetJob(self, request: job_pb2.GetJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.GetJobResponse:
         return job_pb2.GetJobResponse(job=job_to_proto(await self._jobs.get_job(request.id)))

@@ -35,6 +35,12 @@ class HoldKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HOLD_KIND_BREAKER: _ClassVar[HoldKind]
     HOLD_KIND_MANUAL: _ClassVar[HoldKind]
     HOLD_KIND_CAMPAIGN: _ClassVar[HoldKind]
+
+class JobView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_VIEW_UNSPECIFIED: _ClassVar[JobView]
+    JOB_VIEW_FULL: _ClassVar[JobView]
+    JOB_VIEW_BASIC: _ClassVar[JobView]
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_PENDING: JobStatus
 JOB_STATUS_PROCESSING: JobStatus
@@ -49,6 +55,9 @@ HOLD_KIND_UNSPECIFIED: HoldKind
 HOLD_KIND_BREAKER: HoldKind
 HOLD_KIND_MANUAL: HoldKind
 HOLD_KIND_CAMPAIGN: HoldKind
+JOB_VIEW_UNSPECIFIED: JobView
+JOB_VIEW_FULL: JobView
+JOB_VIEW_BASIC: JobView
 
 class PauseHold(_message.Message):
     __slots__ = ("kind", "dependency", "revision", "reason", "create_time")
@@ -129,10 +138,12 @@ class CreateJobRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., job_type: _Optional[str] = ..., dependencies: _Optional[_Iterable[str]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., max_attempts: _Optional[int] = ..., priority: _Optional[int] = ..., run_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CreateJobsRequest(_message.Message):
-    __slots__ = ("jobs",)
+    __slots__ = ("jobs", "view")
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[CreateJobRequest]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[CreateJobRequest, _Mapping]]] = ...) -> None: ...
+    view: JobView
+    def __init__(self, jobs: _Optional[_Iterable[_Union[CreateJobRequest, _Mapping]]] = ..., view: _Optional[_Union[JobView, str]] = ...) -> None: ...
 
 class CreateJobsResponse(_message.Message):
     __slots__ = ("jobs",)
