@@ -132,6 +132,53 @@ async def test_create_jobs_is_all_or_nothing_and_names_the_bad_item(svc: Running
     await expect_error(lambda: svc.stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=too_many)), INVALID, "between 1 and 1000")
 
 
+@pytest.mark.parametrize("payload, message", [
+    ({"lead": 1, "score": float("nan")}, "jobs[1]: payload must not contain NaN or Infinity (JSON has no such numbers)"),
+    ({"lead": [1, {"score": float("-inf")}]}, "jobs[1]: payload must not contain NaN or Infinity (JSON has no such numbers)"),
+    ({"lead": "a\x00b"}, "jobs[1]: payload must not contain NUL characters"),
+    ({"text": "x" * 1014}, "jobs[1]: payload must be at most 1024 bytes as JSON, got 1025"),
+    ({"text": "é" * 200}, "jobs[1]: payload must be at most 1024 bytes as JSON, got 1211"),
+])
+async def test_create_jobs_refuses_a_payload_json_cannot_hold_or_over_the_cap_and_stores_nothing(
+    svc: RunningJobs, payload: dict, message: str
+) -> None:
+    dependency, bad = unique(), create_request([unique()])
+    bad.payload.update(payload)
+    request = job_pb2.CreateJobsRequest(jobs=[create_request([dependency]), bad], view=S.JOB_VIEW_BASIC)
+    assert await expect_error(lambda: svc.stub.CreateJobs(request), INVALID) == message
+    assert not (await svc.stub.ListJobs(job_pb2.ListJobsRequest(dependency=dependency))).jobs
+
+
+async def test_the_basic_view_answers_only_the_ids_and_statuses_of_the_jobs_it_creates(svc: RunningJobs) -> None:
+    down, up, key = unique(), unique(), f"req-{uuid.uuid4()}"
+    await transition(svc, down, BreakerState.CLOSED, BreakerState.OPEN)
+    first = (await svc.stub.CreateJob(create_request([up], request_id=key))).job
+    items = [create_request([up], request_id=key), create_request([down]), create_request([up], priority=-7)]
+    items[2].payload.update({"lead": "ada@example.com", "n": 2})
+    answered = (await svc.stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=items, view=S.JOB_VIEW_BASIC))).jobs
+    assert all(job == job_pb2.Job(id=job.id, status=job.status) for job in answered)
+    assert answered[0].id == first.id
+    assert [job.status for job in answered] == [S.JOB_STATUS_PENDING, S.JOB_STATUS_PAUSED, S.JOB_STATUS_PENDING]
+    stored = (await svc.stub.GetJob(job_pb2.GetJobRequest(id=answered[2].id))).job
+    assert dict(stored.payload) == {"lead": "ada@example.com", "n": 2} and stored.priority == -7
+
+
+@pytest.mark.parametrize("view", [S.JOB_VIEW_UNSPECIFIED, S.JOB_VIEW_FULL])
+async def test_unset_and_full_views_answer_the_whole_job_as_stored(svc: RunningJobs, view: int) -> None:
+    item = create_request([unique()], request_id=f"req-{uuid.uuid4()}", priority=3, max_attempts=5)
+    item.payload.update({"lead": {"domain": "example.com", "tags": ["a", None, True]}, "n": 2})
+    job = (await svc.stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=[item], view=view))).jobs[0]
+    assert job == (await svc.stub.GetJob(job_pb2.GetJobRequest(id=job.id))).job
+    assert job.create_time == job.update_time == job.run_after_time and job.create_time.seconds > 0
+
+
+async def test_an_unknown_view_is_refused_and_nothing_is_stored(svc: RunningJobs) -> None:
+    dependency = unique()
+    request = job_pb2.CreateJobsRequest(jobs=[create_request([dependency])], view=7)
+    await expect_error(lambda: svc.stub.CreateJobs(request), INVALID, "view 7 is not a known JobView")
+    assert not (await svc.stub.ListJobs(job_pb2.ListJobsRequest(dependency=dependency))).jobs
+
+
 async def test_created_jobs_of_an_open_breaker_are_paused_at_birth(svc: RunningJobs) -> None:
     down, up = unique(), unique()
     await transition(svc, down, BreakerState.CLOSED, BreakerState.OPEN)

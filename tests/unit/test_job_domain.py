@@ -94,6 +94,13 @@ class TestNewJob:
         with pytest.raises(InvalidArgument, match=message):
             new_job(**fields)
 
+    def test_the_payload_is_encoded_once_as_compact_ascii_json_and_its_size_is_that_text(self) -> None:
+        payload = {"lead": "Zoë", "scores": [1.0, None, True]}
+        encoded = '{"lead":"Zo\\u00eb","scores":[1.0,null,true]}'
+        assert new_job(payload=payload).payload_json == encoded
+        with pytest.raises(InvalidArgument, match=f"^payload must be at most {len(encoded) - 1} bytes as JSON, got {len(encoded)}$"):
+            new_job(payload=payload, max_payload_bytes=len(encoded) - 1)
+
 
 class TestClaimRequest:
     def test_lease_defaults_to_thirty_seconds_and_empty_filters_mean_any(self) -> None:

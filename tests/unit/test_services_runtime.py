@@ -1,12 +1,20 @@
-"""The shared runtime's pure parts: paging tokens, validation, configuration, error mapping."""
+"""The shared runtime's pure parts: paging tokens, validation, configuration, error mapping, proto
+conversions."""
 
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import asyncpg
 import grpc
 import pytest
 import redis.exceptions
 import sqlalchemy.exc
+from google.protobuf import json_format
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services import errors
 from services.config import ConfigError, ServerSettings, env_bool, env_choice, env_float, env_int
@@ -20,6 +28,7 @@ from services.pagination import (
     page_size,
     parse_created_position,
 )
+from services.protoconv import json_object, timestamp
 from services.validation import (
     validate_dependency_list,
     validate_dependency_name,
@@ -200,3 +209,50 @@ def test_breaker_states_mirror_the_proto_enum() -> None:
     assert {BREAKER_STATE.to_proto(s) for s in BreakerState} == proto_values
     assert all(BREAKER_STATE.from_proto(BREAKER_STATE.to_proto(s), "state") is s for s in BreakerState)
     assert {s for s in BreakerState if s.blocks_calls} == {BreakerState.OPEN, BreakerState.FORCED_OPEN}
+
+
+_JSON_DATA = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def _struct(data: dict[str, Any]) -> Struct:
+    value = Struct()
+    value.update(data)
+    return value
+
+
+class TestProtoConversions:
+    """services.protoconv's shortcuts give what the protobuf library's own conversions give."""
+
+    @given(st.dictionaries(st.text(max_size=10), _JSON_DATA, max_size=4))
+    def test_a_struct_becomes_the_json_data_message_to_dict_makes(self, data: dict[str, Any]) -> None:
+        struct = _struct(data)
+        assert json_object(struct, "payload") == json_format.MessageToDict(struct)
+
+    def test_a_value_of_no_kind_is_null(self) -> None:
+        struct = Struct()
+        struct.fields["unset"].Clear()
+        assert json_object(struct, "payload") == json_format.MessageToDict(struct) == {"unset": None}
+
+    @pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+    def test_nan_or_infinity_at_any_depth_is_refused_naming_the_field(self, number: float) -> None:
+        with pytest.raises(errors.InvalidArgument, match="^result must not contain NaN or Infinity"):
+            json_object(_struct({"a": [1, {"b": number}]}), "result")
+
+    @given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=11))])))
+    def test_a_timestamp_is_the_one_from_datetime_makes(self, moment: datetime) -> None:
+        expected = Timestamp()
+        try:
+            expected.FromDatetime(moment)
+        except (ValueError, OverflowError):  # beyond years 1..9999 once in UTC
+            with pytest.raises(ValueError):
+                timestamp(moment)
+            return
+        assert timestamp(moment) == expected
+
+    def test_a_naive_datetime_is_utc_and_none_stays_unset(self) -> None:
+        assert timestamp(datetime(2026, 12, 1, 4, 30, 0, 123456)) == timestamp(datetime(2026, 12, 1, 4, 30, 0, 123456, tzinfo=UTC))
+        assert timestamp(None) is None
