@@ -11,7 +11,9 @@ prints job_svc/pgqueuer ratios: the median over the rounds and their spread (min
 Paths (N = --jobs, default 5,000):
 - enqueue, one job per call, 16 concurrent callers: CreateJob / `Queries.enqueue` (one
   asyncpg pool of 16 connections);
-- enqueue in batches: CreateJobs of 1,000 (its limit) / one `Queries.enqueue` of N;
+- enqueue in batches: CreateJobs of 1,000 (its limit) / one `Queries.enqueue` of N. Every
+  CreateJobs here asks for JOB_VIEW_BASIC (ids and statuses back, not whole jobs), since
+  pgqueuer's enqueue returns only ids;
 - drain of N queued jobs by 4 workers, each with its own channel / connection:
   ClaimJobs(max 10) then one CompleteJob per job, or one FinishJobs per claim, against
   4 `QueueManager`s in drain mode with batch_size 10 (their completions are buffered and
@@ -169,7 +171,8 @@ class JobSvcSide:
 
     async def _create_batches(self, stub: job_pb2_grpc.JobServiceStub, n: int, size: int) -> None:
         for start in range(0, n, size):
-            await stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=[create_request(i) for i in range(start, min(n, start + size))]))
+            items = [create_request(i) for i in range(start, min(n, start + size))]
+            await stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=items, view=job_pb2.JOB_VIEW_BASIC))
 
     async def fill(self, n: int) -> None:
         """n pending jobs, untimed: with CreateJobs when served, else 16 CreateJob callers."""
