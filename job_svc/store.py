@@ -91,7 +91,9 @@ class JobStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator["JobTx"]:
         async with self.engine.begin() as connection:
-            yield JobTx(connection, self.mirror, self.signal)
+            tx = JobTx(connection, self.mirror, self.signal, wakes_after_commit=[])
+            yield tx
+        tx.wake_committed()
 
     @asynccontextmanager
     async def statements(self) -> AsyncIterator["JobTx"]:
@@ -104,7 +106,9 @@ class JobStore:
             return
         async with self.engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
-            yield JobTx(connection, self.mirror, self.signal)
+            tx = JobTx(connection, self.mirror, self.signal, wakes_after_commit=[])
+            yield tx
+        tx.wake_committed()
 
     def within(self, connection: AsyncConnection) -> "JobTx":
         """The statements of this store inside a transaction someone else opened (the mirror's)."""
@@ -214,11 +218,18 @@ class JobTx(HoldStatements, LeaseStatements):
     """The statements of one transaction (those about holds are in `HoldStatements`, those
     about leases in `LeaseStatements`)."""
 
-    def __init__(self, connection: AsyncConnection, mirror: BreakerMirror, signal: ClaimSignal) -> None:
+    def __init__(
+        self, connection: AsyncConnection, mirror: BreakerMirror, signal: ClaimSignal,
+        wakes_after_commit: list[datetime | None] | None = None,
+    ) -> None:
         self.connection = connection
         self.mirror = mirror
         self.signal = signal
         self.postgres = connection.dialect.name == "postgresql"
+        # PostgreSQL, in a transaction of the store's own: the announcements this process's
+        # claims get from `wake_committed` once it committed (None inside someone else's
+        # transaction, whose end it does not see: the notification wakes them then).
+        self._wakes_after_commit = wakes_after_commit if self.postgres else None
 
     # -- breaker states ------------------------------------------------------------------------
 
@@ -269,8 +280,21 @@ class JobTx(HoldStatements, LeaseStatements):
         now): NOTIFY on PostgreSQL (sent at commit, dropped on rollback); on SQLite the signal
         of this process at once (a woken claim waits for this transaction's write lock)."""
         if self.postgres:
-            await self.connection.execute(select(func.pg_notify(CHANNEL, encode_due(due))))
+            await self.connection.execute(select(func.pg_notify(CHANNEL, self._payload(due))))
+            self._wake_after_commit(due)
         else:
+            self.signal.wake_at(due)
+
+    def _payload(self, due: datetime | None) -> str:
+        return encode_due(due, self.signal.process_id if self._wakes_after_commit is not None else "")
+
+    def _wake_after_commit(self, due: datetime | None) -> None:
+        if self._wakes_after_commit is not None:
+            self._wakes_after_commit.append(due)
+
+    def wake_committed(self) -> None:
+        """The transaction committed: this process's waiting claims take what it announced."""
+        for due in self._wakes_after_commit or ():
             self.signal.wake_at(due)
 
     async def next_due(self, now: datetime) -> datetime | None:
@@ -301,9 +325,10 @@ class JobTx(HoldStatements, LeaseStatements):
             "new_priorities": [new.priority for _, new in new_jobs],
             "link_job_ids": [job_id for job_id, new in new_jobs for _ in new.dependencies],
             "link_dependencies": [d for _, new in new_jobs for d in new.dependencies],
-            "now": now, "dependencies": dependencies, "campaign_ids": campaigns, "payload": encode_due(due),
+            "now": now, "dependencies": dependencies, "campaign_ids": campaigns, "payload": self._payload(due),
         }
         rows = list(await self.connection.execute(statements.insert_jobs_postgres(), values))
+        self._wake_after_commit(due)  # the statement's NOTIFY names this process
         return {row.id for row in rows}, any(row.held for row in rows)
 
     async def _insert_jobs_sqlite(

@@ -2,9 +2,11 @@
 
 Every transaction that makes a job claimable announces it (`JobTx.announce_claimable`): on
 PostgreSQL with NOTIFY on `CHANNEL`, which PostgreSQL delivers at commit to every job_svc process
-listening on that database (this one included); on SQLite, where one process owns the file, by
-signalling this process directly. Each process keeps one LISTEN connection and fans a
-notification out to all its waiting claims, which then claim again.
+listening on that database; on SQLite, where one process owns the file, by signalling this
+process directly. Each process keeps one LISTEN connection and fans a notification out to all
+its waiting claims, which then claim again. A process wakes its own claims itself as soon as
+its transaction has committed (JobStore), without waiting for the notification to come back
+through the server, and its listener skips the notifications it sent that way (they name it).
 
 Work that becomes claimable later (a scheduled start, the end of a retry's backoff) is announced
 with its due time, and each process sets a timer for it. What may have been missed (announced
@@ -15,6 +17,7 @@ waiting claims themselves (`JOB_CLAIM_RECHECK_S`) is the last safety net, not th
 
 import asyncio
 import heapq
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -31,9 +34,20 @@ CHANNEL = "job_svc_claimable"
 MAX_TIMERS = 10_000
 
 
-def encode_due(due: datetime | None) -> str:
-    """A notification's payload: empty for "claimable now", else the ISO due time."""
-    return "" if due is None else due.isoformat()
+def encode_due(due: datetime | None, sender: str = "") -> str:
+    """A notification's payload, `sender|due`: the process that has woken its own claims
+    already (empty: none has) and the ISO due time (empty: claimable now)."""
+    return f"{sender}|{'' if due is None else due.isoformat()}"
+
+
+def decode_due(payload: str) -> tuple[str, datetime | None]:
+    """The sender and due time of a payload; one without a sender (a job_svc before senders
+    were named sends the due time alone) wakes everyone."""
+    sender, _, due = payload.rpartition("|")
+    try:
+        return sender, datetime.fromisoformat(due) if due else None
+    except ValueError:
+        return sender, None  # not ours to judge: waking costs one claim
 
 
 class ClaimSignal:
@@ -46,6 +60,8 @@ class ClaimSignal:
         self._due: list[float] = []  # loop times, a heap
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        # Names this process in the notifications whose claims it wakes itself (`encode_due`).
+        self.process_id = uuid.uuid4().hex
         # Called when a timer fired: due times announced as one (a batch's earliest) may hide
         # later ones, which the listener then asks the database for.
         self.after_timer: Callable[[], None] = lambda: None
@@ -169,8 +185,6 @@ class ClaimListener:
             log.warning("claim_timer_refresh_failed", exc_info=True)
 
     def _on_notification(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
-        try:
-            due = datetime.fromisoformat(payload) if payload else None
-        except ValueError:
-            due = None  # not ours to judge: waking costs one claim
-        self._signal.wake_at(due)
+        sender, due = decode_due(payload)
+        if sender != self._signal.process_id:
+            self._signal.wake_at(due)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, timedelta
 
+import asyncpg
 import grpc
 import pytest
 from sqlalchemy import event, select
@@ -18,7 +19,9 @@ from job.v1 import job_pb2
 from job_svc.domain import HoldKind, NewJob, QueuePolicy, RetryPolicy
 from job_svc.store import hold_key
 from job_svc.tables import breaker_outbox
+from job_svc.wakeups import CHANNEL
 from services.watch import BreakerState, Transition
+from tests.support.polling import eventually
 from tests.support.job import (
     RunningJobs,
     claim_request,
@@ -257,6 +260,32 @@ async def test_a_waiting_claim_is_woken_by_an_expired_lease_returned_to_the_queu
     svc.clock.advance(61)
     await svc.app.jobs.requeue_expired()  # the sweeper's pass
     assert [j.id for j in (await asyncio.wait_for(claim, 3)).jobs] == [created.id]
+
+
+async def test_a_process_wakes_its_own_claims_at_commit_and_hears_the_others(postgres_url: str) -> None:
+    """PostgreSQL: a create wakes this process's waiting claims as it commits, before its
+    answer, and the listener skips the create's NOTIFY (it names this process); a notification
+    from another process, or from a job_svc that names no sender, still wakes them."""
+    async with running_jobs(postgres_url, queue_policy=POLICY) as own:
+        await listening(own)
+        await asyncio.sleep(0.3)  # the listener's catch-up on connecting wakes everyone once
+        signal = own.app.signal
+        before = signal.generation
+        await create_jobs(own.stub, [unique()], 1)
+        assert signal.generation == before + 1  # woken at commit, not by the notification
+        await asyncio.sleep(0.3)
+        assert signal.generation == before + 1  # its own NOTIFY skipped
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            for payload, wakes in (("", before + 2), ("another-process|", before + 3)):
+                await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+
+                async def woken(wakes: int = wakes) -> bool:
+                    return signal.generation == wakes
+
+                await eventually(woken, timeout_s=5)
+        finally:
+            await connection.close()
 
 
 async def test_a_wait_with_nothing_to_claim_ends_empty_and_a_bad_wait_is_refused(svc: RunningJobs) -> None:
