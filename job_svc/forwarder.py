@@ -1,9 +1,11 @@
 """Forwards call outcomes from the outbox to breaker_svc, so workers need only the job service.
 
 CompleteJob and FailJob write their outcomes to `breaker_outbox` in the job's own transaction.
-This loop sends them in order, in batches (`RecordOutcomes`), and deletes them once breaker_svc
-has accepted them. No transaction is open while a batch is on the wire: the batch is claimed
-(rows given a batch id and a lease), sent, then deleted, each in a short transaction of its own.
+This loop sends them in order, in batches, and deletes them once breaker_svc has acknowledged
+them. Each batch is one `RecordOutcomeBatches` call carrying the whole batch as its one message,
+answered by one acknowledgement (one stream write per batch, not one per outcome). No
+transaction is open while a batch is on the wire: the batch is claimed (rows given a batch id
+and a lease), sent, then deleted, each in a short transaction of its own.
 
 Delivery is exactly once in effect: a batch keeps its id on every resend (after a lost answer, a
 timeout, or a crash of this process), and breaker_svc counts a batch id once. A breaker_svc
@@ -39,6 +41,9 @@ REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RA
 # Any other failure is retried this many times before the batch is split, or its single outcome
 # set aside.
 MAX_ATTEMPTS = 5
+# breaker.v1's limit on the outcomes of one batch (JOB_OUTBOX_BATCH is bounded by it): a larger
+# batch would be refused whole and split on every send.
+MAX_BATCH_SIZE = 10_000
 
 
 class OutcomeForwarder:
@@ -55,6 +60,8 @@ class OutcomeForwarder:
         token: str | None = None,
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be 1..{MAX_BATCH_SIZE}, got {batch_size}")
         self._store = store
         self._target = target
         self._batch_size = batch_size
@@ -100,18 +107,29 @@ class OutcomeForwarder:
         batch = await self._store.claim_outbox_batch(self._batch_size, _now(), lease_s=2 * self._timeout_s)
         if batch is None:
             return 0
-        requests, unsendable = _requests(batch)
+        request, unsendable = _request(batch)
         if unsendable:
-            await self._set_aside(unsendable, "the outcome cannot be expressed in a RecordOutcomesRequest")
-        if requests:
+            await self._set_aside(unsendable, "the outcome cannot be expressed in a RecordOutcomeBatchesRequest")
+        if request.outcomes:
             try:
-                await stub.RecordOutcomes(iter(requests), timeout=self._timeout_s, metadata=self._call_metadata(batch.rows))
+                await self._send(stub, request, batch.rows)
             except grpc.aio.AioRpcError as error:
                 await self._failed(batch, error)
                 return len(batch.rows)
         await self._store.delete_outbox_batch(batch.batch_id)
-        metrics.OUTCOMES_FORWARDED.inc(len(requests))
+        metrics.OUTCOMES_FORWARDED.inc(len(request.outcomes))
         return len(batch.rows)
+
+    async def _send(
+        self, stub: breaker_pb2_grpc.BreakerServiceStub, request: breaker_pb2.RecordOutcomeBatchesRequest, rows: Sequence[OutboxRow]
+    ) -> None:
+        """One call per batch: the batch is its only message, so its only answer is the batch's
+        acknowledgement. Raises unless breaker_svc acknowledged this batch and ended the call OK."""
+        call = stub.RecordOutcomeBatches(iter((request,)), timeout=self._timeout_s, metadata=self._call_metadata(rows))
+        acknowledged = [ack.batch_id async for ack in call]  # raises the call's error, if it failed
+        if acknowledged != [request.batch_id]:
+            details = f"breaker_svc ended the call without acknowledging batch {request.batch_id} (acknowledged: {acknowledged})"
+            raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
 
     async def _failed(self, batch: OutboxBatch, error: grpc.aio.AioRpcError) -> None:
         code = error.code()
@@ -148,22 +166,21 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _requests(batch: OutboxBatch) -> tuple[list[breaker_pb2.RecordOutcomesRequest], list[OutboxRow]]:
-    """The batch as RecordOutcomes messages (the first carries the batch id), and the rows that
-    cannot be put into one (a duration out of the protobuf range, say)."""
-    requests: list[breaker_pb2.RecordOutcomesRequest] = []
+def _request(batch: OutboxBatch) -> tuple[breaker_pb2.RecordOutcomeBatchesRequest, list[OutboxRow]]:
+    """The batch as one RecordOutcomeBatches message, and the rows that cannot be put into it (a
+    duration out of the protobuf range, say)."""
+    outcomes: list[breaker_pb2.Outcome] = []
     unsendable: list[OutboxRow] = []
     for row in batch.rows:
-        request = breaker_pb2.RecordOutcomesRequest(
+        outcome = breaker_pb2.Outcome(
             dependency=row.dependency,
             result=breaker_pb2.CALL_RESULT_SUCCESS if row.success else breaker_pb2.CALL_RESULT_FAILURE,
-            batch_id=batch.batch_id if not requests else "",
         )
         try:
             if row.duration_s is not None:
-                request.duration.CopyFrom(duration(row.duration_s))
+                outcome.duration.CopyFrom(duration(row.duration_s))
         except (ValueError, OverflowError):
             unsendable.append(row)
             continue
-        requests.append(request)
-    return requests, unsendable
+        outcomes.append(outcome)
+    return breaker_pb2.RecordOutcomeBatchesRequest(batch_id=batch.batch_id, outcomes=outcomes), unsendable

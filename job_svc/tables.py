@@ -170,8 +170,8 @@ breaker_outbox = Table(
     Column("success", Boolean, nullable=False),
     Column("duration_s", Float, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
-    # The batch the row was sent in (RecordOutcomes' batch_id): a resend reuses it, so breaker_svc
-    # counts the batch once. NULL until the forwarder takes the row into a batch.
+    # The batch the row was sent in (RecordOutcomeBatches' batch_id): a resend reuses it, so
+    # breaker_svc counts the batch once. NULL until the forwarder takes the row into a batch.
     Column("batch_id", String(64), nullable=True),
     # While a forwarder is sending the batch; once past, another may resend it (a crash).
     Column("lease_until", UtcDateTime, nullable=True),

@@ -63,15 +63,15 @@ def test_request_ids_and_traces_follow_every_hop(service_process, tmp_path: Path
                                 metadata=[("x-request-id", "pause-q4")])
 
     # job_svc -> breaker_svc: the forwarded outcome carries the completing call's id.
-    forwarded = eventually_sync(lambda: access_line(breaker.output(), "/breaker.v1.BreakerService/RecordOutcomes"))
+    forwarded = eventually_sync(lambda: access_line(breaker.output(), "/breaker.v1.BreakerService/RecordOutcomeBatches"))
     assert forwarded["request_id"] == "complete-lead-7"
     # campaign_svc -> job_svc: the job command carries the pausing call's id.
     paused = eventually_sync(lambda: access_line(jobs_process.output(), "/job.v1.JobService/PauseJobs"))
     assert paused["request_id"] == "pause-q4"
 
     # With tracing on, the forwarded call is one trace across the two processes.
-    server_span = eventually_sync(lambda: next((s for s in spans(breaker.output()) if s["name"] == "/breaker.v1.BreakerService/RecordOutcomes"), None))
-    client_span = eventually_sync(lambda: next((s for s in spans(jobs_process.output()) if s["name"] == "/breaker.v1.BreakerService/RecordOutcomes"), None))
+    server_span = eventually_sync(lambda: next((s for s in spans(breaker.output()) if s["name"] == "/breaker.v1.BreakerService/RecordOutcomeBatches"), None))
+    client_span = eventually_sync(lambda: next((s for s in spans(jobs_process.output()) if s["name"] == "/breaker.v1.BreakerService/RecordOutcomeBatches"), None))
     assert server_span["kind"] == "SpanKind.SERVER" and client_span["kind"] == "SpanKind.CLIENT"
     assert server_span["context"]["trace_id"] == client_span["context"]["trace_id"]
     assert server_span["parent_id"] == client_span["context"]["span_id"]

@@ -20,12 +20,10 @@ class RecordingBreaker(breaker_pb2_grpc.BreakerServiceServicer):
     def __init__(self) -> None:
         self.received: list[tuple[str, int]] = []
 
-    async def RecordOutcomes(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        count = 0
+    async def RecordOutcomeBatches(self, request_iterator, context):  # type: ignore[no-untyped-def]
         async for request in request_iterator:
-            self.received.append((request.dependency, request.result))
-            count += 1
-        return breaker_pb2.RecordOutcomesResponse(recorded_count=count)
+            self.received += [(outcome.dependency, outcome.result) for outcome in request.outcomes]
+            yield breaker_pb2.RecordOutcomeBatchesResponse(batch_id=request.batch_id, recorded_count=len(request.outcomes))
 
     async def WatchTransitions(self, request, context):  # type: ignore[no-untyped-def]
         await asyncio.Event().wait()  # a quiet stream: job_svc's mirror just waits

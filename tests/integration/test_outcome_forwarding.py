@@ -70,14 +70,17 @@ async def test_outcomes_that_cannot_be_counted_are_set_aside_and_never_block_the
 
 
 class _AnswerLost:
-    """A stub whose RecordOutcomes reaches breaker_svc, but whose answer never comes back."""
+    """A stub whose RecordOutcomeBatches reaches breaker_svc, but whose acknowledgement never
+    comes back."""
 
     def __init__(self, stub: breaker_pb2_grpc.BreakerServiceStub) -> None:
         self._stub = stub
 
-    async def RecordOutcomes(self, requests, **kwargs):  # type: ignore[no-untyped-def]
-        await self._stub.RecordOutcomes(requests, **kwargs)
+    async def RecordOutcomeBatches(self, requests, **kwargs):  # type: ignore[no-untyped-def]
+        async for _ in self._stub.RecordOutcomeBatches(requests, **kwargs):
+            pass  # breaker_svc counted the batch and acknowledged it...
         raise grpc.aio.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(), "lost")
+        yield  # (never reached: an async generator, read as the real call is)
 
 
 async def test_a_batch_sent_again_after_a_lost_answer_is_counted_once(database_url: str) -> None:
@@ -98,17 +101,39 @@ async def test_a_batch_sent_again_after_a_lost_answer_is_counted_once(database_u
         assert await _outbox(svc) == []
 
 
+class _Unacknowledged:
+    """A stub whose RecordOutcomeBatches ends OK without acknowledging the batch."""
+
+    async def RecordOutcomeBatches(self, requests, **kwargs):  # type: ignore[no-untyped-def]
+        return
+        yield  # (never reached: an async generator, read as the real call is)
+
+
+async def test_a_batch_is_deleted_only_once_breaker_svc_acknowledged_it(database_url: str) -> None:
+    async with running_jobs(database_url) as svc:
+        await _add(svc, [Outcome(unique(), True, None) for _ in range(3)])
+        forwarder = OutcomeForwarder(svc.app.store, "unused")
+        try:
+            await forwarder.forward_once(_Unacknowledged())
+            raise AssertionError("the missing acknowledgement should have raised")
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.INTERNAL
+        left = await _outbox(svc)
+        assert len(left) == 3 and all(error.startswith("INTERNAL") for _, _, _, error in left)  # retried as a failure
+
+
 class _Held:
-    """A stub whose RecordOutcomes waits until the test lets it answer."""
+    """A stub whose RecordOutcomeBatches waits until the test lets it acknowledge."""
 
     def __init__(self) -> None:
         self.sending = asyncio.Event()
         self.answer = asyncio.Event()
 
-    async def RecordOutcomes(self, requests, **kwargs):  # type: ignore[no-untyped-def]
+    async def RecordOutcomeBatches(self, requests, **kwargs):  # type: ignore[no-untyped-def]
         self.sending.set()
         await self.answer.wait()
-        return breaker_pb2.RecordOutcomesResponse(recorded_count=len(list(requests)))
+        for request in requests:
+            yield breaker_pb2.RecordOutcomeBatchesResponse(batch_id=request.batch_id, recorded_count=len(request.outcomes))
 
 
 async def test_no_transaction_is_open_while_a_batch_is_on_the_wire(postgres_url: str) -> None:
