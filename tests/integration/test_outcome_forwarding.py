@@ -5,12 +5,14 @@ import asyncio
 from datetime import UTC, datetime
 
 import grpc
+import pytest
 from breaker.v1 import breaker_pb2, breaker_pb2_grpc
 from sqlalchemy import select, text
 
 from breaker_svc.store.memory import MemoryStore
+from breaker_svc.usecases import MAX_BATCH
 from job_svc import metrics
-from job_svc.forwarder import OutcomeForwarder
+from job_svc.forwarder import MAX_BATCH_SIZE, OutcomeForwarder
 from job_svc.store import Outcome
 from job_svc.tables import breaker_outbox
 from tests.support.breaker import running_app as running_breaker
@@ -148,3 +150,9 @@ async def test_no_transaction_is_open_while_a_batch_is_on_the_wire(postgres_url:
         stub.answer.set()
         assert await sending == 3
         assert await _outbox(svc) == []
+
+
+def test_a_batch_never_holds_more_outcomes_than_breaker_svc_takes_in_one() -> None:
+    assert MAX_BATCH_SIZE == MAX_BATCH
+    with pytest.raises(ValueError, match="batch_size"):
+        OutcomeForwarder(None, "unused", batch_size=MAX_BATCH + 1)  # type: ignore[arg-type]
