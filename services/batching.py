@@ -6,8 +6,10 @@ calls share them: a call hands in its part (its items) and waits; one flush per 
 runs the parts queued for that key as one batch (one transaction, set-based statements) and
 hands each call the results of its own items. There is no timer: a call that finds its key idle
 is flushed at once, so a lone call waits for nothing, and under load a flush takes whatever
-queued while the previous one ran (smart batching, as group commit in a database log). Flushes
-of different keys run side by side.
+queued while the previous one ran (smart batching, as group commit in a database log). Waiting
+parts that fill a whole flush do not wait: they start another beside the running one (up to
+`max_flushes` per key), so big batches keep the database's parallelism. Flushes of different
+keys run side by side.
 
 A flush runs in its own task, so a caller that goes away (a cancelled RPC) does not cancel the
 work it shares with others; its results are dropped. If a flush of several parts fails with an
@@ -36,7 +38,8 @@ class _Part(Generic[Item, Result]):
 @dataclass
 class _Queue(Generic[Item, Result]):
     parts: deque[_Part[Item, Result]] = field(default_factory=deque)
-    flushing: "asyncio.Task[None] | None" = None
+    waiting_items: int = 0
+    flushers: int = 0
 
 
 class GroupCommit(Generic[Key, Item, Result]):
@@ -54,12 +57,15 @@ class GroupCommit(Generic[Key, Item, Result]):
         max_items: int,
         retry_alone: Callable[[BaseException], bool],
         identity: Callable[[Item], Hashable] | None = None,
+        max_flushes: int = 4,
     ) -> None:
         self._run = run
         self._max_items = max_items
         self._retry_alone = retry_alone
         self._identity = identity
+        self._max_flushes = max_flushes
         self._queues: dict[Key, _Queue[Item, Result]] = {}
+        self._flushers: set[asyncio.Task[None]] = set()  # referenced until done
 
     async def submit(self, key: Key, items: Sequence[Item]) -> list[Result]:
         """The results of `items`, once a flush of `key` has run them."""
@@ -67,17 +73,23 @@ class GroupCommit(Generic[Key, Item, Result]):
         part = _Part(items, asyncio.get_running_loop().create_future(), identities)
         queue = self._queues.setdefault(key, _Queue())
         queue.parts.append(part)
-        if queue.flushing is None:
-            queue.flushing = asyncio.create_task(self._flush_until_empty(key, queue))
+        queue.waiting_items += len(items)
+        if queue.flushers == 0 or (queue.waiting_items >= self._max_items and queue.flushers < self._max_flushes):
+            queue.flushers += 1
+            flusher = asyncio.create_task(self._flush_until_empty(key, queue))
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         return await part.answer
 
     async def _flush_until_empty(self, key: Key, queue: _Queue[Item, Result]) -> None:
         try:
             while queue.parts:
-                await self._flush(key, self._take(queue.parts))
+                taken = self._take(queue.parts)
+                queue.waiting_items -= sum(len(part.items) for part in taken)
+                await self._flush(key, taken)
         finally:
-            queue.flushing = None
-            if not queue.parts:
+            queue.flushers -= 1
+            if not queue.flushers and not queue.parts:
                 del self._queues[key]
 
     def _take(self, waiting: deque[_Part[Item, Result]]) -> list[_Part[Item, Result]]:

@@ -156,3 +156,21 @@ async def test_keys_flush_side_by_side() -> None:
     recorder.gate.set()
     assert await other_key == [14]
     assert await first == [2]
+
+
+async def test_parts_that_fill_a_flush_start_another_beside_the_running_one() -> None:
+    recorder = Recorder()
+    commit = GroupCommit(recorder.run, max_items=2, retry_alone=lambda _: False, max_flushes=2)
+    first = await held_open(recorder, commit, [1])
+    small = asyncio.create_task(commit.submit("k", [2]))
+    await asyncio.sleep(0)
+    assert len(recorder.flushes) == 1  # one item waits for the running flush
+    full = asyncio.create_task(commit.submit("k", [3]))
+    while len(recorder.flushes) < 2:  # two waiting items fill a flush: it goes at once
+        await asyncio.sleep(0)
+    beyond = [asyncio.create_task(commit.submit("k", [n, n])) for n in (4, 5)]
+    await asyncio.sleep(0)
+    assert len(recorder.flushes) == 2  # at most max_flushes side by side
+    recorder.gate.set()
+    assert await asyncio.gather(first, small, full, *beyond) == [[2], [4], [6], [8, 8], [10, 10]]
+    assert sorted(items for _, items in recorder.flushes) == [[1], [2, 3], [4, 4], [5, 5]]
