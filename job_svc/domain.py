@@ -295,6 +295,9 @@ class Finish:
     error: str = ""
     failed_dependency: str | None = None
     outcomes_recorded: bool = False  # the worker told breaker_svc itself: forward nothing
+    # The call that ended the claim: the outcomes forwarded for it carry its id to breaker_svc
+    # (finishes of several calls may share one transaction).
+    request_id: str | None = None
 
     @classmethod
     def completion(cls, job_id: str, call_duration_s: float | None, result: dict[str, Any] | None, max_result_bytes: int) -> "Finish":

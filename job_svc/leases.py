@@ -20,7 +20,6 @@ from job_svc import statements
 from job_svc.domain import ClaimRequest, FailurePlan, Finish, Job, JobStatus, poison_error
 from job_svc.holds import chunks
 from job_svc.tables import JOB_STATUS, breaker_outbox, job_holds, jobs
-from services.request_id import current as current_request_id
 
 
 @dataclass(frozen=True)
@@ -90,9 +89,8 @@ class LeaseStatements:
             "results": json.dumps({f.job_id: f.result for f in finishes if f.result is not None}),
             # The jobs whose successes job_svc forwards, with their call durations.
             "durations": json.dumps(forwarded),
-            # The outbox rows remember the completing call (not "request_id": that would name the
-            # jobs column the UPDATE could then set).
-            "caller_request_id": current_request_id(),
+            # The outbox rows remember each job's completing call.
+            "caller_request_ids": json.dumps({f.job_id: f.request_id for f in finishes if f.job_id in forwarded and f.request_id}),
         }
         rows = list(await self.connection.execute(statements.complete(self.postgres, whole_rows), values))
         completed = [
@@ -100,9 +98,9 @@ class LeaseStatements:
         ]
         if completed and not self.postgres:
             await self.connection.execute(statements.complete_holds(), {"ids": [c.job_id for c in completed]})
-            caller = values["caller_request_id"]
+            callers = {f.job_id: f.request_id for f in finishes}
             rows = [
-                {"dependency": d, "success": True, "duration_s": forwarded[c.job_id], "created_at": now, "request_id": caller}
+                {"dependency": d, "success": True, "duration_s": forwarded[c.job_id], "created_at": now, "request_id": callers[c.job_id]}
                 for c in completed if c.job_id in forwarded for d in c.dependencies
             ]
             if rows:

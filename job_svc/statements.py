@@ -148,13 +148,14 @@ def complete(postgres: bool, whole_rows: bool) -> Any:
     gone = delete(job_holds).where(job_holds.c.job_id.in_(select(done.c.id))).cte("holds_gone")
     durations = cast(bindparam("durations", type_=Text), postgresql.JSONB)
     duration = cast(func.jsonb_extract_path_text(durations, job_dependencies.c.job_id), Float)
+    callers = cast(bindparam("caller_request_ids", type_=Text), postgresql.JSONB)
     outcomes = (
         insert(breaker_outbox)
         .from_select(
             ["dependency", "success", "duration_s", "created_at", "request_id"],
             select(
                 job_dependencies.c.dependency, true(), duration, bindparam("now", type_=UtcDateTime),
-                bindparam("caller_request_id", type_=String),
+                func.jsonb_extract_path_text(callers, job_dependencies.c.job_id),
             ).where(job_dependencies.c.job_id.in_(select(done.c.id)), durations.has_key(job_dependencies.c.job_id)),
         )
         .cte("outcomes")

@@ -39,7 +39,6 @@ from job_svc.tables import (
 from job_svc.wakeups import CHANNEL, ClaimSignal, encode_due
 from services.errors import NotFound
 from services.mirror import BreakerMirror
-from services.request_id import current as current_request_id
 
 # The first key of job_svc's advisory locks on hold keys ("job_"); the second is the key's hash.
 # PostgreSQL keeps two-key advisory locks apart from one-key ones (the migration lock).
@@ -57,6 +56,7 @@ class Outcome:
     dependency: str
     success: bool
     duration_s: float | None
+    request_id: str | None = None  # of the call that reported it
 
 
 @dataclass(frozen=True)
@@ -474,11 +474,10 @@ class JobTx(HoldStatements, LeaseStatements):
         return (await self.connection.execute(delete(jobs).where(jobs.c.id.in_(oldest)))).rowcount
 
     async def add_outcomes(self, outcomes: list[Outcome], now: datetime) -> None:
-        """Outbox rows for the forwarder, each with the id of the call writing it."""
+        """Outbox rows for the forwarder, each with the id of the call that reported it."""
         if outcomes:
-            caller = current_request_id()
             rows = [
-                {"dependency": o.dependency, "success": o.success, "duration_s": o.duration_s, "created_at": now, "request_id": caller}
+                {"dependency": o.dependency, "success": o.success, "duration_s": o.duration_s, "created_at": now, "request_id": o.request_id}
                 for o in outcomes
             ]
             await self.connection.execute(insert(breaker_outbox), rows)

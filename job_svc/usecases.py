@@ -9,7 +9,7 @@ the applied revision.
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -48,6 +48,7 @@ from job_svc.domain import (
 from job_svc.store import JobStore, JobTx, ListFilter, Outcome, hold_key
 from job_svc.wakeups import ClaimSignal
 from services.batching import GroupCommit
+from services.request_id import current as current_request_id
 from services.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError
 from services.pagination import created_position, decode_page_token, encode_page_token, page_size, parse_created_position
 from services.validation import validate_dependency_name, validate_text, validate_uuid
@@ -125,6 +126,13 @@ class FinishGroup:
     worker_id: str
     respond_with_jobs: bool
     batch_field: str | None
+
+
+def _of_this_call(finishes: Sequence[Finish]) -> list[Finish]:
+    """The finishes, stamped with the request id of the call making them (the transaction they
+    go into may be shared with other calls)."""
+    request_id = current_request_id()
+    return [replace(finish, request_id=request_id) for finish in finishes]
 
 
 def _request_at_fault(error: BaseException) -> bool:
@@ -330,7 +338,7 @@ class JobUseCases:
     async def _finish_one(self, worker_id: str, finish: Finish) -> Job:
         """CompleteJob and FailJob: a batch of one that answers with the job, or says why the
         worker does not hold its lease (FAILED_PRECONDITION; NOT_FOUND for no such job)."""
-        [(_, finished_job)] = await self._finishes.submit(FinishGroup(worker_id, True, None), [finish])
+        [(_, finished_job)] = await self._finishes.submit(FinishGroup(worker_id, True, None), _of_this_call([finish]))
         self.outcomes_written()
         if finished_job is not None:
             return finished_job
@@ -343,7 +351,7 @@ class JobUseCases:
         status of those (an id missing from the answer lost its lease: nothing applied)."""
         worker_id = validate_worker_id(worker_id)
         finishes = distinct_finishes(list(finishes))
-        results = await self._finishes.submit(FinishGroup(worker_id, False, "finishes"), finishes)
+        results = await self._finishes.submit(FinishGroup(worker_id, False, "finishes"), _of_this_call(finishes))
         self.outcomes_written()
         return {f.job_id: status for f, (status, _) in zip(finishes, results) if status is not None}
 
@@ -406,7 +414,7 @@ class JobUseCases:
                 raise InvalidArgument(labels.get(job.id, "") + error.message) from None
             plans[job.id] = (plan_failure(job, provider, now, self.retry_policy), finish.error)
             if provider is not None and not finish.outcomes_recorded:
-                outcomes.append(Outcome(provider, False, finish.call_duration_s))
+                outcomes.append(Outcome(provider, False, finish.call_duration_s, finish.request_id))
         await tx.apply_failures(plans, now)
         runs += [
             (held[job_id].job_type, metrics.RUN_FAILED if plan.status is JobStatus.FAILED else metrics.RUN_RETRIED, held[job_id].claimed_at)

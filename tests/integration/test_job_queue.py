@@ -426,6 +426,22 @@ async def test_concurrent_finishes_of_a_worker_share_transactions_and_each_gets_
     assert dict((await get(svc, claimed[5].id)).result) == {"n": 5}
 
 
+async def test_finishes_sharing_a_transaction_forward_outcomes_under_their_own_request_ids(svc: RunningJobs) -> None:
+    dependency = unique()
+    await create_jobs(svc.stub, [dependency], 4)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 4))).jobs
+    await asyncio.gather(
+        *(svc.stub.CompleteJob(job_pb2.CompleteJobRequest(id=job.id, worker_id="w1"), metadata=(("x-request-id", f"done-{i}"),))
+          for i, job in enumerate(claimed[:3])),
+        svc.stub.FailJob(job_pb2.FailJobRequest(id=claimed[3].id, worker_id="w1", error="503", failed_dependency=dependency),
+                         metadata=(("x-request-id", "failed-3"),)),
+    )
+    async with svc.app.engine.connect() as connection:
+        query = select(breaker_outbox.c.success, breaker_outbox.c.request_id).where(breaker_outbox.c.dependency == dependency)
+        rows = sorted((r.success, r.request_id) for r in await connection.execute(query))
+    assert rows == [(False, "failed-3"), (True, "done-0"), (True, "done-1"), (True, "done-2")]
+
+
 async def test_renewed_leases_outlive_their_first_end_and_lost_ones_refuse_late_results(svc: RunningJobs) -> None:
     dependency = unique()
     jobs = await create_jobs(svc.stub, [dependency], 2)
