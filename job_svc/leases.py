@@ -135,9 +135,7 @@ class LeaseStatements:
     # -- expiry --------------------------------------------------------------------------------
 
     async def has_expired_leases(self, now: datetime) -> bool:
-        processing = statements.status_literal(JobStatus.PROCESSING)
-        query = select(jobs.c.id).where(jobs.c.status == processing, jobs.c.lease_expires_at < now).limit(1)
-        return await self.connection.scalar(query) is not None
+        return await self.connection.scalar(statements.expired_lease(), {"now": now}) is not None
 
     async def expired_lease_ids(self, now: datetime, limit: int = 1000) -> list[str]:
         """Some processing jobs whose lease has ended (the next pass takes the rest)."""

@@ -73,17 +73,36 @@ def held_lease(postgres: bool) -> list[ColumnElement[bool]]:
     ]
 
 
+def _lease_ended(table: Any) -> list[ColumnElement[bool]]:
+    """Processing jobs of `table` whose lease ended before :now (`ix_jobs_lease`)."""
+    return [table.c.status == status_literal(JobStatus.PROCESSING), table.c.lease_expires_at < bindparam("now")]
+
+
+@cache
+def expired_lease() -> Any:
+    """One job whose lease ended, if any."""
+    return select(jobs.c.id).where(*_lease_ended(jobs)).limit(1)
+
+
 @cache
 def claim(postgres: bool, by_dependencies: bool, by_type: bool) -> Any:
     """Leases up to :max_jobs runnable jobs in claim order, stamping `claimed_at` (a finish times
     the run from it), returning them with their dependencies. Runnable is `pending` and due,
-    nothing more (see JobTx.claim)."""
-    candidate = jobs.alias("candidate")
-    conditions = [candidate.c.status == status_literal(JobStatus.PENDING), candidate.c.run_after <= bindparam("now")]
+    nothing more (see JobTx.claim). Takes nothing while an expired lease waits to be returned to
+    the queue (its job may come first): the caller then requeues and claims again."""
+    candidate, lapsed = jobs.alias("candidate"), jobs.alias("lapsed")
+    conditions = [
+        candidate.c.status == status_literal(JobStatus.PENDING), candidate.c.run_after <= bindparam("now"),
+        ~exists().where(*_lease_ended(lapsed)),
+    ]
     if by_dependencies:
         other = job_dependencies.alias("other")
         outside = other.c.dependency != all_(bindparam("dependencies", type_=postgresql.ARRAY(String))) if postgres else other.c.dependency.not_in(bindparam("dependencies", expanding=True))
-        conditions.append(~exists().where(other.c.job_id == candidate.c.id, outside))
+        # A count per candidate (`pk_job_dependencies`), not NOT EXISTS: PostgreSQL turns that
+        # into an anti-join and, when the filter looks selective, seq-scans all of
+        # job_dependencies before taking the first candidate (O(table) per claim).
+        calls_outside = select(func.count()).where(other.c.job_id == candidate.c.id, outside).scalar_subquery()
+        conditions.append(calls_outside == 0)
     if by_type:
         conditions.append(candidate.c.job_type == bindparam("b_job_type"))
     chosen = (

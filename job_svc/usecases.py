@@ -278,11 +278,12 @@ class JobUseCases:
 
     async def _claim(self, request: ClaimRequest) -> list[Job]:
         """Expired leases first (their jobs may be what this claim takes), then the claim. With
-        none expired (the usual case) that is two statements and no transaction around them."""
+        none expired (the usual case) a claim that takes jobs is one statement, no transaction
+        around it; one that takes none asks whether expired leases held it back."""
         now = self.clock()
         async with self.store.statements() as statements:
-            expired = await statements.has_expired_leases(now)
-            claimed = [] if expired else await statements.claim(request, now)
+            claimed = await statements.claim(request, now)
+            expired = not claimed and await statements.has_expired_leases(now)
         if expired:
             async with self.store.transaction() as tx:
                 await self._requeue_expired(tx, now)
