@@ -69,7 +69,7 @@ class LeaseStatements:
             values["dependencies"] = list(request.dependencies)
         if request.job_type is not None:
             values["b_job_type"] = request.job_type
-        claimed = await self.jobs_from_rows(list(await self.connection.execute(statement, values)))
+        claimed = await self.jobs_from_rows(list(await self.connection.execute(statement, values)), without_holds=True)
         return sorted(claimed, key=lambda job: (job.priority, job.run_after, job.created_at, job.id))
 
     async def renew(self, worker_id: str, job_ids: Sequence[str], lease_expires_at: datetime, now: datetime) -> set[str]:

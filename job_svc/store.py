@@ -407,10 +407,11 @@ class JobTx(HoldStatements, LeaseStatements):
             found |= {row.id: row.status for row in await self.connection.execute(select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(chunk)))}
         return found
 
-    async def jobs_from_rows(self, rows: list[Any]) -> list[Job]:
+    async def jobs_from_rows(self, rows: list[Any], *, without_holds: bool = False) -> list[Job]:
         """Jobs from rows of `jobs`; their dependencies come from a `dependency_list` column when
         the statement returned one, else from one more query. Holds are read only for jobs
-        that can have any (finished jobs lose theirs)."""
+        that can have any: not finished jobs (they lose theirs), nor rows the caller knows have
+        none (`without_holds`)."""
         if not rows:
             return []
         ids = [row.id for row in rows]
@@ -422,7 +423,9 @@ class JobTx(HoldStatements, LeaseStatements):
             for row in await self.connection.execute(query):
                 dependencies[row.job_id].append(row.dependency)
         holds: dict[str, list[Hold]] = {job_id: [] for job_id in ids}
-        unfinished = [row.id for row in rows if row.status in UNFINISHED_STATUSES and row.status is not JobStatus.PENDING]
+        unfinished = [] if without_holds else [
+            row.id for row in rows if row.status in UNFINISHED_STATUSES and row.status is not JobStatus.PENDING
+        ]
         if unfinished:
             query = select(job_holds).where(job_holds.c.job_id.in_(unfinished)).order_by(job_holds.c.created_at, job_holds.c.kind, job_holds.c.dependency)
             for row in await self.connection.execute(query):
