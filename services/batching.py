@@ -11,8 +11,9 @@ parts that fill a whole flush do not wait: they start another beside the running
 `max_flushes` per key), so big batches keep the database's parallelism. Flushes of different
 keys run side by side.
 
-A flush runs in its own task, so a caller that goes away (a cancelled RPC) does not cancel the
-work it shares with others; its results are dropped. If a flush of several parts fails with an
+A flush runs in its own task, so a caller that goes away (a cancelled RPC) cancels neither the
+work it shares with others nor its own part, queued or running: what a call handed in is done
+(as a finish must be once asked for), and only its answer is dropped. If a flush of several parts fails with an
 error `retry_alone` accepts (an error of the request, which rolled everything back), each part
 runs again alone, so that only the part at fault gets the error.
 """
@@ -109,25 +110,22 @@ class GroupCommit(Generic[Key, Item, Result]):
         return taken
 
     async def _flush(self, key: Key, parts: list[_Part[Item, Result]]) -> None:
-        live = [part for part in parts if not part.answer.done()]  # callers gone before their turn
-        if not live:
-            return
         try:
-            results = await self._run(key, [item for part in live for item in part.items])
+            results = await self._run(key, [item for part in parts for item in part.items])
         except Exception as error:  # noqa: BLE001 - handed to the callers, who raise it
-            if len(live) > 1 and self._retry_alone(error):
-                for part in live:
+            if len(parts) > 1 and self._retry_alone(error):
+                for part in parts:
                     await self._flush(key, [part])
                 return
-            for part in live:
+            for part in parts:
                 _answer(part, error=error)
             return
         except BaseException:  # the flush itself cancelled (shutdown): nobody waits for ever
-            for part in live:
+            for part in parts:
                 part.answer.cancel()
             raise
         offset = 0
-        for part in live:
+        for part in parts:
             _answer(part, list(results[offset:offset + len(part.items)]))
             offset += len(part.items)
 
