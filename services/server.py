@@ -13,6 +13,7 @@ in-flight calls, then the service's own clean-up runs.
 """
 
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -186,6 +187,22 @@ class ServedApp(Protocol):
     async def close(self) -> None: ...
 
 
+# Collection thresholds: the young generation after this many allocations (CPython: 700), the
+# middle one every 50 young collections, the oldest every 100 of those (CPython: 10 and 10).
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_garbage_collection() -> None:
+    """Once a service is up. A call allocates hundreds of short-lived objects (protobuf messages,
+    rows, coroutines, futures) that reference counting frees; the cycle collector, run every 700
+    allocations by default, re-scanned the survivors every few calls for nothing: 12-22 % of
+    job_svc's CPU in bench.job_queue's paths. So start-up's objects (modules, descriptors,
+    SQLAlchemy metadata) are frozen out of its reach and the collector runs far less often
+    (`GC_THRESHOLDS`); the rare cycles these services make wait a little longer to be freed."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_service(name: str, make_app: Callable[[], ServedApp]) -> int:
     """The body of every `python -m <service>`: build the app from the environment (a bad
     setting exits 2 with the message), serve until SIGTERM or SIGINT, then clean up."""
@@ -196,6 +213,7 @@ def run_service(name: str, make_app: Callable[[], ServedApp]) -> int:
         configure_logging(name, app.host.settings.log_level)
         app.host.tracing = tracing
         await app.start()
+        tune_garbage_collection()
         await app.host.run_until_signalled([app.close])
         if tracing is not None:
             tracing.shutdown()

@@ -1,6 +1,7 @@
 """The shared runtime's pure parts: paging tokens, validation, configuration, error mapping, proto
 conversions."""
 
+import gc
 import math
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -29,6 +30,7 @@ from services.pagination import (
     parse_created_position,
 )
 from services.protoconv import json_object, timestamp
+from services.server import GC_THRESHOLDS, tune_garbage_collection
 from services.validation import (
     validate_dependency_list,
     validate_dependency_name,
@@ -256,3 +258,14 @@ class TestProtoConversions:
     def test_a_naive_datetime_is_utc_and_none_stays_unset(self) -> None:
         assert timestamp(datetime(2026, 12, 1, 4, 30, 0, 123456)) == timestamp(datetime(2026, 12, 1, 4, 30, 0, 123456, tzinfo=UTC))
         assert timestamp(None) is None
+
+
+def test_a_started_service_freezes_its_start_up_objects_and_collects_young_garbage_rarely() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collection()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
