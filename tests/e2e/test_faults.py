@@ -144,7 +144,14 @@ async def test_each_service_sigkilled_mid_traffic_recovers_and_loses_or_double_c
 
 
 async def _equals(value, expected) -> bool:  # type: ignore[no-untyped-def]
-    return (await value) == expected
+    """Whether the call answers `expected`; UNAVAILABLE (a restarted store not reconnected yet)
+    is "not yet", like any other answer."""
+    try:
+        return (await value) == expected
+    except grpc.aio.AioRpcError as error:
+        if error.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        return False
 
 
 async def _fresh(jobs: job_pb2_grpc.JobServiceStub) -> bool:
