@@ -1,4 +1,5 @@
-"""The statements of the queue's hot paths (create, claim, renew, finish), built once per dialect.
+"""The statements of the queue's hot paths (create, claim, renew, finish) and of those that walk
+many jobs (retention, redrive, queue status), built once per dialect.
 
 Building a SQLAlchemy statement and computing its cache key costs more than running it on a
 warm connection, so each is built on first use and kept: SQLAlchemy's compiled cache then
@@ -84,6 +85,13 @@ def expired_lease() -> Any:
     return select(jobs.c.id).where(*_lease_ended(jobs)).limit(1)
 
 
+def _among(chosen: Select[Any], postgres: bool) -> ColumnElement[bool]:
+    """`jobs.id` among the ids `chosen` finds. PostgreSQL: `= ANY(ARRAY(chosen))`, an InitPlan
+    run once whose ids probe jobs_pkey; as `IN (chosen)` a generic plan, not knowing the
+    subquery's LIMIT, hash-joined its few ids with a Seq Scan of all jobs."""
+    return jobs.c.id == any_(func.array(chosen.scalar_subquery())) if postgres else jobs.c.id.in_(chosen)
+
+
 @cache
 def claim(postgres: bool, by_dependencies: bool, by_type: bool) -> Any:
     """Leases up to :max_jobs runnable jobs in claim order, stamping `claimed_at` (a finish times
@@ -115,7 +123,7 @@ def claim(postgres: bool, by_dependencies: bool, by_type: bool) -> Any:
         chosen = chosen.with_for_update(skip_locked=True, of=candidate)
     return (
         update(jobs)
-        .where(jobs.c.id.in_(chosen))
+        .where(_among(chosen, postgres))
         .values(
             status=status_literal(JobStatus.PROCESSING), lease_owner=bindparam("worker_id"),
             lease_expires_at=bindparam("b_lease_expires_at"), updated_at=bindparam("now"), claimed_at=bindparam("now"),
@@ -285,3 +293,62 @@ def hold_keys_of() -> Any:
     of_dependencies = select((literal("dependency:", Text) + job_dependencies.c.dependency).label("key")).where(job_dependencies.c.job_id.in_(ids))
     of_campaigns = select((literal("campaign:", Text) + jobs.c.campaign_id).label("key")).where(jobs.c.id.in_(ids), jobs.c.campaign_id.is_not(None))
     return union(of_dependencies, of_campaigns)
+
+
+@cache
+def delete_finished(postgres: bool) -> Any:
+    """Up to :limit completed or cancelled jobs last changed before :before, oldest first (their
+    dependencies and holds go with them: ON DELETE CASCADE). The statuses are constants, so
+    ix_jobs_finished's predicate matches in any plan."""
+    finished = jobs.alias("finished")
+    oldest = (
+        select(finished.c.id)
+        .where(finished.c.status.in_([status_literal(JobStatus.COMPLETED), status_literal(JobStatus.CANCELLED)]))
+        .where(finished.c.updated_at < bindparam("before"))
+        .order_by(finished.c.updated_at)
+        .limit(bindparam("limit"))
+    )
+    if postgres:
+        oldest = oldest.with_for_update(skip_locked=True, of=finished)
+    return delete(jobs).where(_among(oldest, postgres))
+
+
+@cache
+def redrive(postgres: bool, statuses: tuple[JobStatus, ...], by_ids: bool, by_type: bool, by_campaign: bool) -> Any:
+    """Jobs of `statuses` (failed, cancelled or both: a statement for each) among :ids, of
+    :b_job_type and of :b_campaign_id (each when asked for) back to pending, attempts and
+    counters from zero; returns their ids. The statuses are constants, so a generic plan walks
+    ix_jobs_status_created for them (as a parameter, it seq-scanned all jobs)."""
+    conditions = [jobs.c.status.in_([status_literal(status) for status in statuses])]
+    if by_ids:
+        conditions.append(in_list(jobs.c.id, "ids", postgres))
+    if by_type:
+        conditions.append(jobs.c.job_type == bindparam("b_job_type"))
+    if by_campaign:
+        conditions.append(jobs.c.campaign_id == bindparam("b_campaign_id"))
+    return (
+        update(jobs)
+        .where(*conditions)
+        .values(
+            status=status_literal(JobStatus.PENDING), attempts=0, provider_failures=0, lease_expirations=0, result=None,
+            run_after=bindparam("now"), updated_at=bindparam("now"),
+        )
+        .returning(jobs.c.id)
+    )
+
+
+@cache
+def counts_by_dependency() -> Any:
+    """Jobs per dependency and status, where the status NULL stands for completed: each
+    dependency row is joined only to a job not completed (the statuses are constants, so
+    ix_jobs_status_created and ix_jobs_lease find those jobs), and a row whose job is not among
+    them is a completed job's (a dependency row always has its job). So the completed jobs, most
+    of a table that keeps them for the retention age, are counted from job_dependencies alone,
+    without reading them in jobs."""
+    not_completed = [status_literal(status) for status in JobStatus if status is not JobStatus.COMPLETED]
+    joined = job_dependencies.outerjoin(jobs, and_(jobs.c.id == job_dependencies.c.job_id, jobs.c.status.in_(not_completed)))
+    return (
+        select(job_dependencies.c.dependency, jobs.c.status, func.count())
+        .select_from(joined)
+        .group_by(job_dependencies.c.dependency, jobs.c.status)
+    )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, cast, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy import Text, and_, cast, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from job_svc import statements
@@ -29,7 +29,6 @@ from job_svc.domain import UNFINISHED_STATUSES, Hold, HoldKind, Job, JobStatus, 
 from job_svc.holds import HoldStatements, chunks, jobs_of_dependency
 from job_svc.leases import LeaseStatements
 from job_svc.tables import (
-    JOB_STATUS,
     breaker_outbox,
     breaker_watch_cursor,
     job_dependencies,
@@ -447,34 +446,19 @@ class JobTx(HoldStatements, LeaseStatements):
     async def redrive(self, selector: RedriveSelector, now: datetime) -> list[str]:
         """Failed or cancelled jobs back to pending, attempts and counters from zero; `settle`
         then holds those that must wait."""
-        conditions = [jobs.c.status.in_(selector.statuses)]
-        if selector.ids:
-            conditions.append(jobs.c.id.in_(selector.ids))
-        if selector.job_type is not None:
-            conditions.append(jobs.c.job_type == selector.job_type)
-        if selector.campaign_id is not None:
-            conditions.append(jobs.c.campaign_id == selector.campaign_id)
-        statement = (
-            update(jobs)
-            .where(*conditions)
-            .values(
-                status=JobStatus.PENDING, attempts=0, provider_failures=0, lease_expirations=0, result=None,
-                run_after=now, updated_at=now,
-            )
-            .returning(jobs.c.id)
+        statement = statements.redrive(
+            self.postgres, selector.statuses, bool(selector.ids), selector.job_type is not None, selector.campaign_id is not None
         )
-        job_ids = list((await self.connection.execute(statement)).scalars())
+        values = {"now": now, "ids": list(selector.ids), "b_job_type": selector.job_type, "b_campaign_id": selector.campaign_id}
+        job_ids = list((await self.connection.execute(statement, values)).scalars())
         await self.settle(job_ids, now)
         return job_ids
 
     async def delete_finished(self, before: datetime, limit: int) -> int:
         """Deletes up to `limit` completed or cancelled jobs last changed before `before`
         (their dependencies and holds go with them: ON DELETE CASCADE)."""
-        finished = bindparam("finished", [JobStatus.COMPLETED, JobStatus.CANCELLED], type_=JOB_STATUS, expanding=True, literal_execute=True)
-        oldest = select(jobs.c.id).where(jobs.c.status.in_(finished), jobs.c.updated_at < before).order_by(jobs.c.updated_at).limit(limit)
-        if self.postgres:
-            oldest = oldest.with_for_update(skip_locked=True)
-        return (await self.connection.execute(delete(jobs).where(jobs.c.id.in_(oldest)))).rowcount
+        values = {"before": before, "limit": limit}
+        return (await self.connection.execute(statements.delete_finished(self.postgres), values)).rowcount
 
     async def add_outcomes(self, outcomes: list[Outcome], now: datetime) -> None:
         """Outbox rows for the forwarder, each with the id of the call that reported it."""
@@ -495,20 +479,15 @@ class JobTx(HoldStatements, LeaseStatements):
         query = (
             select(job_holds.c.kind, func.count(job_holds.c.job_id.distinct()))
             .select_from(job_holds.join(jobs, jobs.c.id == job_holds.c.job_id))
-            .where(jobs.c.status == JobStatus.PAUSED)
+            .where(jobs.c.status == statements.status_literal(JobStatus.PAUSED))
             .group_by(job_holds.c.kind)
         )
         return {kind: count for kind, count in await self.connection.execute(query)}
 
     async def counts_by_dependency(self) -> dict[str, dict[JobStatus, int]]:
-        query = (
-            select(job_dependencies.c.dependency, jobs.c.status, func.count())
-            .select_from(job_dependencies.join(jobs, jobs.c.id == job_dependencies.c.job_id))
-            .group_by(job_dependencies.c.dependency, jobs.c.status)
-        )
         counts: dict[str, dict[JobStatus, int]] = {}
-        for dependency, status, count in await self.connection.execute(query):
-            counts.setdefault(dependency, {})[status] = count
+        for dependency, status, count in await self.connection.execute(statements.counts_by_dependency()):
+            counts.setdefault(dependency, {})[status or JobStatus.COMPLETED] = count
         return counts
 
     async def due_by_dependency(self, now: datetime) -> dict[str, tuple[int, datetime]]:
@@ -517,7 +496,7 @@ class JobTx(HoldStatements, LeaseStatements):
         query = (
             select(job_dependencies.c.dependency, func.count(), func.min(jobs.c.run_after))
             .select_from(job_dependencies.join(jobs, jobs.c.id == job_dependencies.c.job_id))
-            .where(jobs.c.status == JobStatus.PENDING, jobs.c.run_after <= now)
+            .where(jobs.c.status == statements.status_literal(JobStatus.PENDING), jobs.c.run_after <= now)
             .group_by(job_dependencies.c.dependency)
         )
         return {dependency: (count, due_since) for dependency, count, due_since in await self.connection.execute(query)}

@@ -400,6 +400,23 @@ async def test_queue_status_counts_per_status_and_dependency_and_names_blocked_o
     assert status.breaker_state_stale and not status.HasField("breaker_contact_time")
 
 
+async def test_queue_status_counts_finished_jobs_per_dependency_too(svc: RunningJobs) -> None:
+    a, b = unique(), unique()
+    both = (await create_jobs(svc.stub, [a, b], 1))[0]
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [a, b], 1))).jobs[0]
+    await svc.stub.CompleteJob(job_pb2.CompleteJobRequest(id=claimed.id, worker_id="w1"))
+    await create_jobs(svc.stub, [a], 1, max_attempts=1)
+    await svc.stub.FailJob(job_pb2.FailJobRequest(id=(await claim_one(svc, a)).id, worker_id="w1", error="no"))
+    cancelled = (await create_jobs(svc.stub, [a], 1))[0]
+    await svc.stub.CancelJob(job_pb2.CancelJobRequest(id=cancelled.id))
+    await create_jobs(svc.stub, [a, b], 1)
+    status = await svc.stub.GetQueueStatus(job_pb2.GetQueueStatusRequest())
+    per_dependency = {d.dependency: dict(d.counts_by_status) for d in status.dependencies}
+    assert claimed.id == both.id
+    assert per_dependency[a] == {"pending": 1, "processing": 0, "paused": 0, "completed": 1, "failed": 1, "cancelled": 1}
+    assert per_dependency[b] == {"pending": 1, "processing": 0, "paused": 0, "completed": 1, "failed": 0, "cancelled": 0}
+
+
 async def test_queue_status_counts_paused_jobs_per_hold_kind_once_per_job(svc: RunningJobs) -> None:
     both, breaker_only = unique(), unique()
     before = dict((await svc.stub.GetQueueStatus(job_pb2.GetQueueStatusRequest())).paused_jobs_by_hold)
