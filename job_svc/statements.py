@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from job_svc.domain import HoldKind, JobStatus
+from job_svc.domain import MAX_PRIORITY, MIN_PRIORITY, HoldKind, JobStatus
 from job_svc.holds import QUEUE_HOLDING_STATES
 from job_svc.tables import JOB_STATUS, UtcDateTime, breaker_outbox, breaker_states, job_dependencies, job_holds, job_pauses, jobs
 from job_svc.wakeups import CHANNEL
@@ -90,6 +90,20 @@ def _among(chosen: Select[Any], postgres: bool) -> ColumnElement[bool]:
     run once whose ids probe jobs_pkey; as `IN (chosen)` a generic plan, not knowing the
     subquery's LIMIT, hash-joined its few ids with a Seq Scan of all jobs."""
     return jobs.c.id == any_(func.array(chosen.scalar_subquery())) if postgres else jobs.c.id.in_(chosen)
+
+
+@cache
+def next_due(postgres: bool) -> Any:
+    """The earliest run time after :now of a pending job (scheduled or backing off). It runs
+    each time a claim timer fires. On PostgreSQL, one probe of ix_jobs_claim per priority
+    (MIN_PRIORITY..MAX_PRIORITY), within which the index is in run time order: min(run_after)
+    over the index read every pending job (55-200 ms at 180,000)."""
+    later = [jobs.c.status == status_literal(JobStatus.PENDING), jobs.c.run_after > bindparam("now")]
+    if not postgres:
+        return select(func.min(jobs.c.run_after)).where(*later)
+    priority = func.generate_series(MIN_PRIORITY, MAX_PRIORITY).table_valued("value").render_derived(name="priority")
+    earliest = select(jobs.c.run_after).where(*later, jobs.c.priority == priority.c.value).order_by(jobs.c.run_after).limit(1).lateral("earliest")
+    return select(func.min(earliest.c.run_after)).select_from(priority.join(earliest, true()))
 
 
 @cache

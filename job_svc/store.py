@@ -298,8 +298,7 @@ class JobTx(HoldStatements, LeaseStatements):
 
     async def next_due(self, now: datetime) -> datetime | None:
         """The earliest run time of a pending job not yet due (scheduled or backing off)."""
-        pending = statements.status_literal(JobStatus.PENDING)
-        return await self.connection.scalar(select(func.min(jobs.c.run_after)).where(jobs.c.status == pending, jobs.c.run_after > now))
+        return await self.connection.scalar(statements.next_due(self.postgres), {"now": now})
 
     # -- jobs ----------------------------------------------------------------------------------
 

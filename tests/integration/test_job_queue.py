@@ -537,6 +537,21 @@ async def test_retention_deletes_old_completed_and_cancelled_jobs_in_batches(bac
         assert left == {claimed[2].id: S.JOB_STATUS_FAILED, unfinished[1].id: S.JOB_STATUS_PENDING}
 
 
+async def test_the_next_due_time_is_the_earliest_later_run_of_a_pending_job_of_any_priority(database_url: str) -> None:
+    async with running_jobs(database_url) as own:  # a database of its own: the answer is about every job
+        async with own.app.store.transaction() as tx:
+            assert await tx.next_due(own.clock()) is None
+        dependency, items = unique(), []
+        for priority, hours in ((-100, 3), (7, 2), (100, 4), (-100, 1)):
+            items.append(create_request([dependency], priority=priority))
+            items[-1].delay.CopyFrom(seconds(hours * 3600))
+        items.append(create_request([dependency], priority=50))  # due now: not later
+        jobs = (await own.stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=items))).jobs
+        await own.stub.CancelJob(job_pb2.CancelJobRequest(id=jobs[3].id))  # the earliest, no longer pending
+        async with own.app.store.transaction() as tx:
+            assert await tx.next_due(own.clock()) == jobs[1].run_after_time.ToDatetime(tzinfo=UTC)
+
+
 # -- the create fast path against a breaker opening ----------------------------------------------
 
 
