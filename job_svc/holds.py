@@ -38,7 +38,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from job_svc.domain import UNFINISHED_STATUSES, HoldKind, HoldSelector, JobStatus
-from job_svc.tables import HOLD_KIND, UtcDateTime, breaker_states, job_dependencies, job_holds, job_pauses, jobs
+from job_svc.tables import (
+    HOLD_KIND,
+    UtcDateTime,
+    breaker_states,
+    job_dependencies,
+    job_holds,
+    job_pauses,
+    jobs,
+    status_literal,
+    statuses_literal,
+)
 from services.watch import BreakerState
 
 BLOCKING_STATES = tuple(state for state in BreakerState if state.blocks_calls)
@@ -90,8 +100,8 @@ class HoldStatements:
             if added_here or not created:
                 await self.connection.execute(
                     update(jobs)
-                    .where(jobs.c.id.in_(chunk), jobs.c.status == JobStatus.PENDING, _has_hold())
-                    .values(status=JobStatus.PAUSED, updated_at=now)
+                    .where(jobs.c.id.in_(chunk), jobs.c.status == status_literal(JobStatus.PENDING), _has_hold())
+                    .values(status=status_literal(JobStatus.PAUSED), updated_at=now)
                 )
             added += added_here
         return added
@@ -156,8 +166,12 @@ class HoldStatements:
             literal(HoldKind.BREAKER, HOLD_KIND), literal(dependency, String), literal(revision, BigInteger),
             literal(reason, Text), literal(now, UtcDateTime),
         ]
-        pause = update(jobs).where(jobs.c.status == JobStatus.PENDING, of_dependency).values(status=JobStatus.PAUSED, updated_at=now)
-        already_paused = select(jobs.c.id, *hold).where(jobs.c.status == JobStatus.PAUSED, of_dependency).order_by(jobs.c.id)
+        pause = (
+            update(jobs)
+            .where(jobs.c.status == status_literal(JobStatus.PENDING), of_dependency)
+            .values(status=status_literal(JobStatus.PAUSED), updated_at=now)
+        )
+        already_paused = select(jobs.c.id, *hold).where(jobs.c.status == status_literal(JobStatus.PAUSED), of_dependency).order_by(jobs.c.id)
         if not self.postgres:
             paused = (await self.connection.execute(pause)).rowcount
             await self._insert_holds(already_paused)
@@ -187,7 +201,7 @@ class HoldStatements:
             .where(
                 held.c.kind == HoldKind.BREAKER,
                 held.c.dependency == dependency,
-                jobs.c.status == JobStatus.PAUSED,
+                jobs.c.status == status_literal(JobStatus.PAUSED),
                 ~exists().where(
                     other.c.job_id == held.c.job_id,
                     or_(other.c.kind != HoldKind.BREAKER, other.c.dependency.not_in(half_open)),
@@ -214,8 +228,8 @@ class HoldStatements:
     async def _pause_held(self, which: ColumnElement[bool], now: datetime) -> int:
         statement = (
             update(jobs)
-            .where(jobs.c.status == JobStatus.PENDING, which, _has_hold())
-            .values(status=JobStatus.PAUSED, updated_at=now)
+            .where(jobs.c.status == status_literal(JobStatus.PENDING), which, _has_hold())
+            .values(status=status_literal(JobStatus.PAUSED), updated_at=now)
         )
         return (await self.connection.execute(statement)).rowcount
 
@@ -225,9 +239,9 @@ class HoldStatements:
         retried = or_(jobs.c.attempts > 0, jobs.c.provider_failures > 0, jobs.c.lease_expirations > 0)
         statement = (
             update(jobs)
-            .where(jobs.c.status == JobStatus.PAUSED, which, ~_has_hold())
+            .where(jobs.c.status == status_literal(JobStatus.PAUSED), which, ~_has_hold())
             .values(
-                status=JobStatus.PENDING, updated_at=now,
+                status=status_literal(JobStatus.PENDING), updated_at=now,
                 run_after=case((and_(jobs.c.run_after > now, retried), literal(now, UtcDateTime)), else_=jobs.c.run_after),
             )
         )
@@ -246,13 +260,13 @@ class HoldStatements:
         source = select(
             jobs.c.id, literal(selector.kind, HOLD_KIND), literal(selector.hold_dependency, String),
             literal(0, BigInteger), literal(stored_reason, Text), literal(now, UtcDateTime),
-        ).where(_jobs_of(selector), jobs.c.status.in_(UNFINISHED_STATUSES))
+        ).where(_jobs_of(selector), jobs.c.status.in_(statuses_literal(UNFINISHED_STATUSES)))
         await self._insert_holds(source)
         await self._pause_held(_jobs_of(selector), now)
         count = (
             select(func.count())
             .select_from(job_holds.join(jobs, jobs.c.id == job_holds.c.job_id))
-            .where(*self._holds_of(selector), _jobs_of(selector), jobs.c.status.in_(UNFINISHED_STATUSES))
+            .where(*self._holds_of(selector), _jobs_of(selector), jobs.c.status.in_(statuses_literal(UNFINISHED_STATUSES)))
         )
         return await self.connection.scalar(count) or 0
 

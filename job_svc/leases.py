@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from job_svc import statements
 from job_svc.domain import ClaimRequest, FailurePlan, Finish, Job, JobStatus, poison_error
 from job_svc.holds import chunks
-from job_svc.tables import JOB_STATUS, breaker_outbox, job_holds, jobs
+from job_svc.tables import JOB_STATUS, breaker_outbox, job_holds, jobs, status_literal
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class LeaseStatements:
 
     async def expired_lease_ids(self, now: datetime, limit: int = 1000) -> list[str]:
         """Some processing jobs whose lease has ended (the next pass takes the rest)."""
-        processing = statements.status_literal(JobStatus.PROCESSING)
+        processing = status_literal(JobStatus.PROCESSING)
         query = select(jobs.c.id).where(jobs.c.status == processing, jobs.c.lease_expires_at < now).limit(limit)
         return list((await self.connection.execute(query)).scalars())
 
@@ -152,7 +152,7 @@ class LeaseStatements:
         expired = jobs.alias("expired")
         # The status is inlined so that the partial index ix_jobs_lease applies to any plan.
         chosen = select(expired.c.id).where(
-            expired.c.id.in_(list(job_ids)), expired.c.status == statements.status_literal(JobStatus.PROCESSING),
+            expired.c.id.in_(list(job_ids)), expired.c.status == status_literal(JobStatus.PROCESSING),
             expired.c.lease_expires_at < now,
         )
         if self.postgres:

@@ -32,7 +32,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     or_,
     select,
     true,
@@ -43,12 +42,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from job_svc.domain import MAX_PRIORITY, MIN_PRIORITY, HoldKind, JobStatus
 from job_svc.holds import QUEUE_HOLDING_STATES
-from job_svc.tables import JOB_STATUS, UtcDateTime, breaker_outbox, breaker_states, job_dependencies, job_holds, job_pauses, jobs
+from job_svc.tables import (
+    JOB_STATUS,
+    UtcDateTime,
+    breaker_outbox,
+    breaker_states,
+    job_dependencies,
+    job_holds,
+    job_pauses,
+    jobs,
+    status_literal,
+    statuses_literal,
+)
 from job_svc.wakeups import CHANNEL
-
-
-def status_literal(status: JobStatus) -> Any:
-    return cast(literal_column(f"'{status.value}'"), JOB_STATUS)
 
 
 def in_list(column: Any, name: str, postgres: bool) -> ColumnElement[bool]:
@@ -333,7 +339,7 @@ def redrive(postgres: bool, statuses: tuple[JobStatus, ...], by_ids: bool, by_ty
     :b_job_type and of :b_campaign_id (each when asked for) back to pending, attempts and
     counters from zero; returns their ids. The statuses are constants, so a generic plan walks
     ix_jobs_status_created for them (as a parameter, it seq-scanned all jobs)."""
-    conditions = [jobs.c.status.in_([status_literal(status) for status in statuses])]
+    conditions = [jobs.c.status.in_(statuses_literal(statuses))]
     if by_ids:
         conditions.append(in_list(jobs.c.id, "ids", postgres))
     if by_type:
@@ -359,7 +365,7 @@ def counts_by_dependency() -> Any:
     them is a completed job's (a dependency row always has its job). So the completed jobs, most
     of a table that keeps them for the retention age, are counted from job_dependencies alone,
     without reading them in jobs."""
-    not_completed = [status_literal(status) for status in JobStatus if status is not JobStatus.COMPLETED]
+    not_completed = statuses_literal(status for status in JobStatus if status is not JobStatus.COMPLETED)
     joined = job_dependencies.outerjoin(jobs, and_(jobs.c.id == job_dependencies.c.job_id, jobs.c.status.in_(not_completed)))
     return (
         select(job_dependencies.c.dependency, jobs.c.status, func.count())

@@ -34,6 +34,7 @@ from job_svc.tables import (
     job_dependencies,
     job_holds,
     jobs,
+    status_literal,
 )
 from job_svc.wakeups import CHANNEL, ClaimSignal, encode_due
 from services.errors import NotFound
@@ -478,7 +479,7 @@ class JobTx(HoldStatements, LeaseStatements):
         query = (
             select(job_holds.c.kind, func.count(job_holds.c.job_id.distinct()))
             .select_from(job_holds.join(jobs, jobs.c.id == job_holds.c.job_id))
-            .where(jobs.c.status == statements.status_literal(JobStatus.PAUSED))
+            .where(jobs.c.status == status_literal(JobStatus.PAUSED))
             .group_by(job_holds.c.kind)
         )
         return {kind: count for kind, count in await self.connection.execute(query)}
@@ -495,7 +496,7 @@ class JobTx(HoldStatements, LeaseStatements):
         query = (
             select(job_dependencies.c.dependency, func.count(), func.min(jobs.c.run_after))
             .select_from(job_dependencies.join(jobs, jobs.c.id == job_dependencies.c.job_id))
-            .where(jobs.c.status == statements.status_literal(JobStatus.PENDING), jobs.c.run_after <= now)
+            .where(jobs.c.status == status_literal(JobStatus.PENDING), jobs.c.run_after <= now)
             .group_by(job_dependencies.c.dependency)
         )
         return {dependency: (count, due_since) for dependency, count, due_since in await self.connection.execute(query)}

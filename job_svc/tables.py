@@ -8,7 +8,9 @@ it; a test checks that the migrated database matches these definitions.
 - `breaker_states` / `breaker_watch_cursor`: the breaker mirror (services.mirror).
 """
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -26,6 +28,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    cast,
+    literal_column,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -63,6 +67,19 @@ def _values(enum_type: type) -> list[str]:
 
 JOB_STATUS = Enum(JobStatus, name="job_status", values_callable=_values, validate_strings=True)
 HOLD_KIND = Enum(HoldKind, name="hold_kind", values_callable=_values, validate_strings=True)
+
+
+def status_literal(status: JobStatus) -> Any:
+    """A status written into the SQL as a constant, not a parameter: a prepared statement's
+    generic plan cannot use a partial index (`WHERE status = 'pending'`) or one status's
+    statistics for a parameter. Compiled with the statement (a `literal_execute` parameter
+    would be rendered again on every execution)."""
+    return cast(literal_column(f"'{status.value}'"), JOB_STATUS)
+
+
+def statuses_literal(statuses: Iterable[JobStatus]) -> list[Any]:
+    """`status_literal` of each, for `status.in_(...)`."""
+    return [status_literal(status) for status in statuses]
 PAYLOAD = JSON().with_variant(postgresql.JSONB(), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 SERIAL = BigInteger().with_variant(Integer(), "sqlite")
