@@ -333,12 +333,10 @@ def delete_finished(postgres: bool) -> Any:
     return delete(jobs).where(_among(oldest, postgres))
 
 
-@cache
-def redrive(postgres: bool, statuses: tuple[JobStatus, ...], by_ids: bool, by_type: bool, by_campaign: bool) -> Any:
+def _redrivable(postgres: bool, statuses: tuple[JobStatus, ...], by_ids: bool, by_type: bool, by_campaign: bool) -> list[Any]:
     """Jobs of `statuses` (failed, cancelled or both: a statement for each) among :ids, of
-    :b_job_type and of :b_campaign_id (each when asked for) back to pending, attempts and
-    counters from zero; returns their ids. The statuses are constants, so a generic plan walks
-    ix_jobs_status_created for them (as a parameter, it seq-scanned all jobs)."""
+    :b_job_type and of :b_campaign_id (each when asked for). The statuses are constants, so a
+    generic plan walks ix_jobs_status_created for them (as a parameter, it seq-scanned all jobs)."""
     conditions = [jobs.c.status.in_(statuses_literal(statuses))]
     if by_ids:
         conditions.append(in_list(jobs.c.id, "ids", postgres))
@@ -346,9 +344,22 @@ def redrive(postgres: bool, statuses: tuple[JobStatus, ...], by_ids: bool, by_ty
         conditions.append(jobs.c.job_type == bindparam("b_job_type"))
     if by_campaign:
         conditions.append(jobs.c.campaign_id == bindparam("b_campaign_id"))
+    return conditions
+
+
+@cache
+def redrivable(postgres: bool, statuses: tuple[JobStatus, ...], by_ids: bool, by_type: bool, by_campaign: bool) -> Any:
+    """The ids of the jobs `redrive` would take (`_redrivable`)."""
+    return select(jobs.c.id).where(*_redrivable(postgres, statuses, by_ids, by_type, by_campaign))
+
+
+@cache
+def redrive(postgres: bool, statuses: tuple[JobStatus, ...], by_ids: bool, by_type: bool, by_campaign: bool) -> Any:
+    """The jobs of `_redrivable` back to pending, attempts and counters from zero; returns
+    their ids."""
     return (
         update(jobs)
-        .where(*conditions)
+        .where(*_redrivable(postgres, statuses, by_ids, by_type, by_campaign))
         .values(
             status=status_literal(JobStatus.PENDING), attempts=0, provider_failures=0, lease_expirations=0, result=None,
             run_after=bindparam("now"), updated_at=bindparam("now"),

@@ -445,12 +445,20 @@ class JobTx(HoldStatements, LeaseStatements):
 
     async def redrive(self, selector: RedriveSelector, now: datetime) -> list[str]:
         """Failed or cancelled jobs back to pending, attempts and counters from zero; `settle`
-        then holds those that must wait."""
-        statement = statements.redrive(
-            self.postgres, selector.statuses, bool(selector.ids), selector.job_type is not None, selector.campaign_id is not None
-        )
+        then holds those that must wait.
+
+        On PostgreSQL the jobs are found first and their hold keys share-locked before they
+        change, as for a failure going back to the queue (`lock_hold_keys_of`): a change storing
+        a dependency's first breaker state (no row for the caller's `lock_breaker_states`) then
+        waits for this transaction and pauses the jobs, or this one waits for it and `settle`
+        sees the new state."""
+        kind = (selector.statuses, bool(selector.ids), selector.job_type is not None, selector.campaign_id is not None)
         values = {"now": now, "ids": list(selector.ids), "b_job_type": selector.job_type, "b_campaign_id": selector.campaign_id}
-        job_ids = list((await self.connection.execute(statement, values)).scalars())
+        if self.postgres:
+            found = list((await self.connection.execute(statements.redrivable(True, *kind), values)).scalars())
+            await self.lock_hold_keys_of(found)
+            kind, values = (selector.statuses, True, False, False), {"now": now, "ids": found}
+        job_ids = list((await self.connection.execute(statements.redrive(self.postgres, *kind), values)).scalars())
         await self.settle(job_ids, now)
         return job_ids
 

@@ -16,7 +16,7 @@ from sqlalchemy import event, select
 from google.protobuf.duration_pb2 import Duration
 from job.v1 import job_pb2
 
-from job_svc.domain import HoldKind, NewJob, QueuePolicy, RetryPolicy
+from job_svc.domain import HoldKind, NewJob, QueuePolicy, RedriveSelector, RetryPolicy
 from job_svc.store import hold_key
 from job_svc.tables import breaker_outbox
 from job_svc.wakeups import CHANNEL
@@ -556,6 +556,25 @@ async def test_the_next_due_time_is_the_earliest_later_run_of_a_pending_job_of_a
 
 
 @pytest.mark.postgres
+async def test_a_redrive_racing_a_first_breaker_opening_ends_paused(postgres_url: str) -> None:
+    """The redrive has made a failed job pending and not committed when the first state ever
+    stored for its dependency (no breaker row to share-lock) opens the breaker: the opening
+    waits for the redrive's hold-key lock, then pauses the job."""
+    async with running_jobs(postgres_url) as own:
+        dependency = unique()
+        job = (await create_jobs(own.stub, [dependency], 1, max_attempts=1))[0]
+        await own.stub.ClaimJobs(claim_request("w1", [dependency], 1))
+        await own.stub.FailJob(job_pb2.FailJobRequest(id=job.id, worker_id="w1", error="bad input"))
+        selector = RedriveSelector.validated(ids=[job.id], status=None, job_type="", campaign_id="")
+        async with own.app.store.transaction() as tx:
+            await tx.lock_breaker_states()
+            assert await tx.redrive(selector, own.clock()) == [job.id]
+            opening = asyncio.create_task(transition(own, dependency, BreakerState.CLOSED, BreakerState.OPEN))
+            await still_waiting(opening)
+        await asyncio.wait_for(opening, 5)
+        assert (await get(own, job.id)).status == S.JOB_STATUS_PAUSED
+
+
 async def test_a_create_racing_a_breaker_opening_ends_paused(postgres_url: str) -> None:
     """The create has checked the breaker (closed) and not committed when the opening arrives:
     the opening waits for the create's hold-key lock, then pauses the new job. (SQLite
