@@ -184,7 +184,9 @@ class JobUseCases:
         dependencies = tuple(sorted({d for new in batch for d in new.dependencies}))
         return await self._creates.submit(dependencies, batch)
 
-    async def _create_group(self, dependencies: tuple[str, ...], batch: Sequence[NewJob]) -> list[Job]:
+    async def _create_group(self, _dependencies: tuple[str, ...], batch: Sequence[NewJob]) -> list[Job]:
+        """The creates of the calls sharing one transaction (their group's key, the
+        dependencies, is not needed here: the hold-key locks come from the jobs themselves)."""
         now = self.clock()
         planned: dict[str, NewJob] = {}
         item_ids: list[str] = []
