@@ -308,10 +308,15 @@ def holds_apply(postgres: bool) -> Select[Any]:
 
 @cache
 def hold_keys_of() -> Any:
-    """The hold keys (`store.hold_key`) of the jobs :ids: their dependencies and campaign."""
-    ids = bindparam("ids", expanding=True)
-    of_dependencies = select((literal("dependency:", Text) + job_dependencies.c.dependency).label("key")).where(job_dependencies.c.job_id.in_(ids))
-    of_campaigns = select((literal("campaign:", Text) + jobs.c.campaign_id).label("key")).where(jobs.c.id.in_(ids), jobs.c.campaign_id.is_not(None))
+    """The hold keys (`store.hold_key`) of the jobs :ids: their dependencies and campaign.
+    PostgreSQL only (the advisory locks it is for): :ids is one array, however many a redrive
+    names (an expanding IN would hit the protocol's 32,767 parameters)."""
+    of_dependencies = select((literal("dependency:", Text) + job_dependencies.c.dependency).label("key")).where(
+        in_list(job_dependencies.c.job_id, "ids", True)
+    )
+    of_campaigns = select((literal("campaign:", Text) + jobs.c.campaign_id).label("key")).where(
+        in_list(jobs.c.id, "ids", True), jobs.c.campaign_id.is_not(None)
+    )
     return union(of_dependencies, of_campaigns)
 
 

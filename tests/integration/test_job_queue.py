@@ -12,7 +12,7 @@ from datetime import UTC, timedelta
 import asyncpg
 import grpc
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from google.protobuf.duration_pb2 import Duration
 from job.v1 import job_pb2
 
@@ -573,6 +573,17 @@ async def test_a_redrive_racing_a_first_breaker_opening_ends_paused(postgres_url
             await still_waiting(opening)
         await asyncio.wait_for(opening, 5)
         assert (await get(own, job.id)).status == S.JOB_STATUS_PAUSED
+
+
+async def test_hold_keys_are_locked_for_more_jobs_than_a_statement_has_parameters(postgres_url: str) -> None:
+    """A redrive by status may name any number of jobs: their ids go as one array parameter,
+    not one parameter each (the protocol allows 32,767)."""
+    async with running_jobs(postgres_url) as own:
+        job = (await create_jobs(own.stub, [unique()], 1, campaign_id=str(uuid.uuid4())))[0]
+        async with own.app.store.transaction() as tx:
+            await tx.lock_hold_keys_of([job.id, *(str(uuid.uuid4()) for _ in range(40_000))])
+            locked = await tx.connection.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"))
+        assert locked == 2  # the job's dependency and campaign
 
 
 async def test_a_create_racing_a_breaker_opening_ends_paused(postgres_url: str) -> None:
