@@ -135,13 +135,11 @@ class LeaseStatements:
     # -- expiry --------------------------------------------------------------------------------
 
     async def has_expired_leases(self, now: datetime) -> bool:
-        return await self.connection.scalar(statements.expired_lease(), {"now": now}) is not None
+        return bool(await self.expired_lease_ids(now, limit=1))
 
     async def expired_lease_ids(self, now: datetime, limit: int = 1000) -> list[str]:
         """Some processing jobs whose lease has ended (the next pass takes the rest)."""
-        processing = status_literal(JobStatus.PROCESSING)
-        query = select(jobs.c.id).where(jobs.c.status == processing, jobs.c.lease_expires_at < now).limit(limit)
-        return list((await self.connection.execute(query)).scalars())
+        return list((await self.connection.execute(statements.expired_leases(), {"now": now, "limit": limit})).scalars())
 
     async def requeue_expired(self, job_ids: Sequence[str], now: datetime, max_lease_expirations: int) -> Requeued:
         """Processing jobs whose lease has ended go back to the queue (no attempt spent: the

@@ -86,9 +86,9 @@ def _lease_ended(table: Any) -> list[ColumnElement[bool]]:
 
 
 @cache
-def expired_lease() -> Any:
-    """One job whose lease ended, if any."""
-    return select(jobs.c.id).where(*_lease_ended(jobs)).limit(1)
+def expired_leases() -> Any:
+    """Up to :limit jobs whose lease ended."""
+    return select(jobs.c.id).where(*_lease_ended(jobs)).limit(bindparam("limit"))
 
 
 def _among(chosen: Select[Any], postgres: bool) -> ColumnElement[bool]:
@@ -328,7 +328,7 @@ def delete_finished(postgres: bool) -> Any:
     finished = jobs.alias("finished")
     oldest = (
         select(finished.c.id)
-        .where(finished.c.status.in_([status_literal(JobStatus.COMPLETED), status_literal(JobStatus.CANCELLED)]))
+        .where(finished.c.status.in_(statuses_literal((JobStatus.COMPLETED, JobStatus.CANCELLED))))
         .where(finished.c.updated_at < bindparam("before"))
         .order_by(finished.c.updated_at)
         .limit(bindparam("limit"))
