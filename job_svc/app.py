@@ -51,6 +51,7 @@ class JobApp:
             self.store,
             settings.breaker_target,
             batch_size=settings.outbox_batch,
+            linger_s=settings.outbox_linger_s,
             backoff_max_s=settings.outbox_retry_max_s,
             token=settings.server.service_token,
         )

@@ -13,7 +13,9 @@ Queue:    JOB_RETRY_BASE_S / JOB_RETRY_MAX_S (retry backoff: base * 2^(attempt-1
           JOB_RETENTION_S (completed and cancelled jobs older than this are deleted, default
           604800 = 7 days; 0 keeps them for ever), JOB_RETENTION_BATCH (rows per delete, 1000).
 Outcomes: JOB_OUTBOX_BATCH (outcomes sent to breaker_svc per call, default 200),
-          JOB_OUTBOX_RETRY_MAX_S (cap of the retry backoff while breaker_svc is down, default 10).
+          JOB_OUTBOX_RETRY_MAX_S (cap of the retry backoff while breaker_svc is down, default 10),
+          JOB_OUTBOX_LINGER_S (how long written outcomes wait for more to join their batch,
+          default 0.02).
 The server itself: JOB_HOST, JOB_PORT (50053), JOB_METRICS_PORT, JOB_HEALTH_PORT, ADMIN_TOKEN,
 SERVICE_TOKEN (also sent to breaker_svc), TLS_*, SHUTDOWN_GRACE_S, LOG_LEVEL (services.config.ServerSettings).
 """
@@ -37,6 +39,7 @@ class JobSettings:
     sweep_interval_s: float
     outbox_batch: int
     outbox_retry_max_s: float
+    outbox_linger_s: float = 0.02
     auto_pause: bool = True
     queue_policy: QueuePolicy = QueuePolicy()
 
@@ -55,6 +58,7 @@ class JobSettings:
             sweep_interval_s=env_float("JOB_SWEEP_INTERVAL_S", 1.0, minimum=0.05, maximum=3600.0),
             outbox_batch=env_int("JOB_OUTBOX_BATCH", 200, minimum=1, maximum=10_000),
             outbox_retry_max_s=env_float("JOB_OUTBOX_RETRY_MAX_S", 10.0, minimum=0.1, maximum=3600.0),
+            outbox_linger_s=env_float("JOB_OUTBOX_LINGER_S", 0.02, minimum=0.0, maximum=5.0),
             auto_pause=env_bool("JOB_AUTO_PAUSE", True),
             queue_policy=QueuePolicy(
                 max_lease_expirations=env_int("JOB_MAX_LEASE_EXPIRATIONS", 3, minimum=1, maximum=1000),

@@ -156,3 +156,36 @@ def test_a_batch_never_holds_more_outcomes_than_breaker_svc_takes_in_one() -> No
     assert MAX_BATCH_SIZE == MAX_BATCH
     with pytest.raises(ValueError, match="batch_size"):
         OutcomeForwarder(None, "unused", batch_size=MAX_BATCH + 1)  # type: ignore[arg-type]
+
+
+class _Counted(OutcomeForwarder):
+    """A forwarder that notes how many outcomes each of its sends held."""
+
+    sends: list[int]
+
+    async def forward_once(self, stub) -> int:  # type: ignore[no-untyped-def]
+        sent = await super().forward_once(stub)
+        if sent:
+            self.sends.append(sent)
+        return sent
+
+
+async def test_outcomes_written_within_the_linger_go_in_one_batch(database_url: str) -> None:
+    async with running_breaker(MemoryStore()) as (app, _), running_jobs(database_url) as svc:
+        forwarder = _Counted(svc.app.store, f"127.0.0.1:{app.port}", linger_s=0.5, poll_s=30)
+        forwarder.sends = []
+        running = asyncio.create_task(forwarder.run())
+        try:
+            await asyncio.sleep(0.2)  # its first look found the outbox empty: it waits to be woken
+            for _ in range(3):  # three finishes, 50 ms apart, each waking it
+                await _add(svc, [Outcome(unique(), True, None)])
+                forwarder.wake()
+                await asyncio.sleep(0.05)
+            for _ in range(100):
+                if not await _outbox(svc):
+                    break
+                await asyncio.sleep(0.05)
+            assert forwarder.sends == [3]
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
