@@ -5,7 +5,8 @@ the server interceptor maps to status codes.
 """
 
 import json
-import uuid
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -123,8 +124,23 @@ class Job:
         return "; ".join(hold.describe() for hold in self.holds)
 
 
-def new_job_id() -> str:
-    return str(uuid.uuid4())
+# A UUIDv7's (RFC 9562) fixed bits, version 7 and the RFC variant, and its last 62 random bits.
+_UUID7_BITS = 0x7 << 76 | 0b10 << 62
+_RAND_B = (1 << 62) - 1
+
+
+def new_job_ids(count: int) -> list[str]:
+    """`count` UUIDv7s: Unix milliseconds in the first 48 bits, then 74 random bits. Time-ordered,
+    so new jobs go onto the right edge of the B-trees keyed by job id (jobs_pkey,
+    pk_job_dependencies) rather than onto random pages; one read of the OS's randomness for all."""
+    stamp = (time.time_ns() // 1_000_000) << 80 | _UUID7_BITS
+    noise = os.urandom(10 * count)
+    ids = []
+    for start in range(0, 10 * count, 10):
+        bits = int.from_bytes(noise[start : start + 10])  # 80: the top 12 are rand_a, the low 62 rand_b
+        digits = f"{stamp | (bits >> 68) << 64 | bits & _RAND_B:032x}"
+        ids.append(f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}")
+    return ids
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from job_svc.domain import (
     distinct_finishes,
     distinct_ids,
     finished,
-    new_job_id,
+    new_job_ids,
     optional_uuid,
     plan_failure,
     validate_lease,
@@ -191,11 +191,12 @@ class JobUseCases:
         planned: dict[str, NewJob] = {}
         item_ids: list[str] = []
         id_of_request: dict[str, str] = {}
+        fresh_ids = iter(new_job_ids(len(batch)))
         for new in batch:
             if new.request_id is not None and new.request_id in id_of_request:
                 item_ids.append(id_of_request[new.request_id])
                 continue
-            job_id = new_job_id()
+            job_id = next(fresh_ids)
             planned[job_id] = new
             item_ids.append(job_id)
             if new.request_id is not None:

@@ -1,5 +1,7 @@
 """job_svc's domain rules: statuses, validation, retry backoff, lease and cancel checks."""
 
+import time
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +24,7 @@ from job_svc.domain import (
     check_lease,
     created_job,
     finished,
+    new_job_ids,
     plan_failure,
     truncate_error,
 )
@@ -205,3 +208,17 @@ def test_a_created_job_is_pending_and_due_at_once() -> None:
     job = created_job("0b7e2f9c-3c1d-4e5a-8f6b-1a2b3c4d5e6f", new_job(dependencies=["openai", "apollo"]), NOW)
     assert (job.status, job.attempts, job.run_after, job.created_at, job.holds) == (JobStatus.PENDING, 0, NOW, NOW, ())
     assert job.dependencies == ("apollo", "openai") and job.pause_reason == ""
+
+
+def test_job_ids_are_uuid7s_ordered_by_creation_time() -> None:
+    before_ms = time.time_ns() // 1_000_000
+    first = new_job_ids(1000)
+    time.sleep(0.002)
+    second = new_job_ids(3)
+    parsed = [uuid.UUID(job_id) for job_id in first + second]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert [str(u) for u in parsed] == first + second  # canonical text, as validate_uuid gives it back
+    assert len(set(first + second)) == 1003
+    assert before_ms <= parsed[0].int >> 80 <= time.time_ns() // 1_000_000
+    assert max(first) < min(second)  # a later batch sorts after an earlier one, as text too
+    assert new_job_ids(0) == []
