@@ -11,9 +11,10 @@ prints job_svc/pgqueuer ratios: the median over the rounds and their spread (min
 Paths (N = --jobs, default 5,000):
 - enqueue, one job per call, 16 concurrent callers: CreateJob / `Queries.enqueue` (one
   asyncpg pool of 16 connections);
-- enqueue in batches: CreateJobs of 1,000 (its limit) / one `Queries.enqueue` of N. Every
-  CreateJobs here asks for JOB_VIEW_BASIC (ids and statuses back, not whole jobs), since
-  pgqueuer's enqueue returns only ids;
+- enqueue in batches: CreateJobs of 1,000 (its limit), 4 in flight at a time on one channel
+  as `JobClient.create_many` sends them / one `Queries.enqueue` of N. Every CreateJobs here
+  asks for JOB_VIEW_BASIC (ids and statuses back, not whole jobs), since pgqueuer's enqueue
+  returns only ids, and carries no request ids (pgqueuer's enqueue has no dedupe key here);
 - drain of N queued jobs by 4 workers, each with its own channel / connection:
   ClaimJobs(max 10) then one CompleteJob per job, or one FinishJobs per claim, against
   4 `QueueManager`s in drain mode with batch_size 10 (their completions are buffered and
@@ -57,6 +58,7 @@ CALLERS = 16
 WORKERS = 4
 CLAIM_BATCH = 10
 CREATE_BATCH = 1000  # CreateJobs' limit
+CREATES_IN_FLIGHT = 4  # JobClient.create_many's default
 STREAM_BATCH = 100  # the end-to-end producer's batches
 CLAIM_WAIT_S = 1
 LEASE = Duration(seconds=300)
@@ -163,16 +165,28 @@ class JobSvcSide:
             return time.perf_counter() - started
 
     async def enqueue_batch(self, n: int) -> float:
+        """CreateJobs of 1,000 (its limit), CREATES_IN_FLIGHT of them at a time on one channel,
+        as services.client's JobClient.create_many sends a longer list."""
         self.require("CreateJobs")
         async with self.channel() as channel:
+            stub, calls = job_pb2_grpc.JobServiceStub(channel), asyncio.Semaphore(CREATES_IN_FLIGHT)
+
+            async def create(start: int) -> None:
+                async with calls:
+                    await self._create(stub, range(start, min(n, start + CREATE_BATCH)))
+
             started = time.perf_counter()
-            await self._create_batches(job_pb2_grpc.JobServiceStub(channel), n, CREATE_BATCH)
+            await asyncio.gather(*(create(start) for start in range(0, n, CREATE_BATCH)))
             return time.perf_counter() - started
 
     async def _create_batches(self, stub: job_pb2_grpc.JobServiceStub, n: int, size: int) -> None:
         for start in range(0, n, size):
-            items = [create_request(i) for i in range(start, min(n, start + size))]
-            await stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=items, view=job_pb2.JOB_VIEW_BASIC))
+            await self._create(stub, range(start, min(n, start + size)))
+
+    @staticmethod
+    async def _create(stub: job_pb2_grpc.JobServiceStub, numbers: range) -> None:
+        items = [create_request(i) for i in numbers]
+        await stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=items, view=job_pb2.JOB_VIEW_BASIC))
 
     async def fill(self, n: int) -> None:
         """n pending jobs, untimed: with CreateJobs when served, else 16 CreateJob callers."""

@@ -4,7 +4,7 @@
         job = await jobs.create("enrich_lead", ["perplexity"], {"domain": "example.com"})
         job = await jobs.get(job.id)          # job.result once it is completed
 
-Each method is one RPC and returns the generated message (`job.v1.job_pb2`, with type stubs):
+Each method is one RPC (`create_many`: one per 1,000 jobs) and returns the generated message (`job.v1.job_pb2`, with type stubs):
 a `Job`, a list of them, or the response where it carries more. Errors are
 `grpc.aio.AioRpcError` with the service's status code. Calls go through `Caller` (a deadline, a
 request id, the bearer token) on a channel that dials TLS from the environment (see `channel`).
@@ -17,6 +17,7 @@ finishes and cancels are not retried here: the `Worker` decides what a lost answ
 client for callers that are not async (thread-safe).
 """
 
+import asyncio
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -29,6 +30,9 @@ from job.v1 import job_pb2_grpc
 
 from services.client.calls import ServiceClient
 from services.client.sync import SyncFacade
+
+# job.v1's limit on the jobs of one CreateJobs call.
+MAX_JOBS_PER_CALL = 1000
 
 
 def duration(seconds: float) -> Duration:
@@ -99,13 +103,28 @@ class JobClient(ServiceClient[job_pb2_grpc.JobServiceStub]):
         request = job_request(job_type, dependencies, payload, **fields)
         return (await self.call(self.stub.CreateJob, request, idempotent=True)).job
 
-    async def create_many(self, requests: Sequence[pb.CreateJobRequest]) -> list[pb.Job]:
-        """Creates 1..1000 jobs in one call, all or nothing (make them with `job_request`, which
-        gives each a request id, so a retried batch returns the jobs the first one made)."""
+    async def create_many(
+        self, requests: Sequence[pb.CreateJobRequest], *, view: "pb.JobView.ValueType" = pb.JOB_VIEW_FULL, in_flight: int = 4
+    ) -> list[pb.Job]:
+        """Creates the jobs (make them with `job_request`, which gives each a request id) in
+        CreateJobs calls of up to 1,000, `in_flight` of them at a time on this channel, and
+        returns them in order. Each call is all or nothing; after an error the same list can be
+        sent again: the request ids make the jobs already created come back instead of twice.
+        `view=JOB_VIEW_BASIC` answers only each job's id and status."""
         if any(not request.request_id for request in requests):
             raise ValueError("every job of a batch needs a request_id (job_request gives one)")
-        response = await self.call(self.stub.CreateJobs, pb.CreateJobsRequest(jobs=requests), idempotent=True)
-        return list(response.jobs)
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+        calls = asyncio.Semaphore(in_flight)
+
+        async def create(part: Sequence[pb.CreateJobRequest]) -> Sequence[pb.Job]:
+            async with calls:
+                request = pb.CreateJobsRequest(jobs=part, view=view)
+                return (await self.call(self.stub.CreateJobs, request, idempotent=True)).jobs
+
+        async with asyncio.TaskGroup() as group:  # the first error cancels the calls not yet answered
+            tasks = [group.create_task(create(requests[i : i + MAX_JOBS_PER_CALL])) for i in range(0, len(requests), MAX_JOBS_PER_CALL)]
+        return [job for task in tasks for job in task.result()]
 
     async def get(self, job_id: str) -> pb.Job:
         return (await self.call(self.stub.GetJob, pb.GetJobRequest(id=job_id), idempotent=True)).job

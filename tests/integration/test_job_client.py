@@ -41,6 +41,20 @@ async def test_a_create_repeated_with_its_request_id_returns_the_first_job(jobs:
         await jobs.create_many([P.CreateJobRequest(job_type=job_type, dependencies=[dependency])])
 
 
+async def test_create_many_sends_calls_of_1000_side_by_side_and_a_resend_creates_nothing_twice(jobs: JobClient) -> None:
+    job_type, dependency = unique("type"), unique()
+    requests = [job_request(job_type, [dependency], {"lead": n}) for n in range(2500)]
+    created = await jobs.create_many(requests, view=P.JOB_VIEW_BASIC, in_flight=2)
+    assert len({j.id for j in created}) == 2500 and {j.status for j in created} == {P.JOB_STATUS_PENDING}
+    assert not created[0].job_type  # BASIC: ids and statuses only
+    again = await jobs.create_many(requests)
+    assert [j.id for j in again] == [j.id for j in created]  # same order, nothing created twice
+    assert [json_format.MessageToDict(j.payload) for j in again[999:1001]] == [{"lead": 999}, {"lead": 1000}]
+    assert await jobs.create_many([]) == []
+    with pytest.raises(ValueError, match="in_flight"):
+        await jobs.create_many(requests, in_flight=0)
+
+
 async def test_a_waiting_claim_returns_when_a_job_arrives_and_the_worker_calls_end_it(jobs: JobClient) -> None:
     job_type, dependency = unique("type"), unique()
     waiting = asyncio.create_task(jobs.claim("w1", 5, lease_s=30, wait_s=10, job_type=job_type))
