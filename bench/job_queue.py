@@ -1,12 +1,18 @@
-"""job_svc against pgqueuer, side by side on the same PostgreSQL server in one run.
+"""job_svc against pgqueuer, side by side on the same PostgreSQL server in one run, with a bare
+grpc.aio job.v1 server as a third side: the ceiling of any Python grpc.aio server.
 
 job_svc runs as its own process (`python -m job_svc`) with a breaker_svc process beside it
 (memory store), as deployed; pgqueuer (asyncpg) runs in this process, as its users run it.
-Both use one throw-away database (created and dropped). Each round runs every path on both,
-alternating which goes first, with empty tables before each run (TRUNCATE), and the table
-prints job_svc/pgqueuer ratios: the median over the rounds and their spread (min..max).
+Both use one throw-away database (created and dropped). The third side, "bare grpc.aio"
+(`python -m bench.bare_job_server`), serves job.v1 from a count of queued jobs with no storage
+and no interceptors, and gets the same client calls as job_svc: what is left of a path's time
+there is grpc.aio's and the client's, so bare/pgqueuer is the most any Python grpc.aio server
+could reach against pgqueuer on that path. Each round runs every path on all three, rotating
+which goes first, each run on an emptied queue (TRUNCATE; the bare server's count claimed
+away), and the tables print medians over the rounds and the ratios job_svc/pgqueuer,
+job_svc/bare and bare/pgqueuer: their median and spread (min..max).
 
-    make install && .venv/bin/python -m bench.job_queue    # ~3 min on 2 cores; --help for sizes
+    make install && .venv/bin/python -m bench.job_queue    # ~4 min on 2 cores; --help for sizes
 
 Paths (N = --jobs, default 5,000):
 - enqueue, one job per call, 16 concurrent callers: CreateJob / `Queries.enqueue` (one
@@ -25,8 +31,8 @@ Paths (N = --jobs, default 5,000):
 - wake-up: one idle worker (a waiting ClaimJobs / a `QueueManager` woken by LISTEN/NOTIFY),
   one job enqueued at a time; latency from sending the enqueue until the worker has the job.
 
-Paths whose job.v1 calls the running job_svc answers UNIMPLEMENTED (or whose `wait` it
-ignores) print why instead of a figure.
+Paths whose job.v1 calls a running server answers UNIMPLEMENTED (or whose `wait` it ignores)
+print why instead of a figure.
 """
 
 import argparse
@@ -35,6 +41,7 @@ import json
 import statistics
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +55,7 @@ from pgqueuer import AsyncpgDriver, AsyncpgPoolDriver, PgQueuer, Queries
 from pgqueuer.models import Job as PgqJob
 from pgqueuer.types import QueueExecutionMode
 
+from bench import bare_job_server
 from bench.common import p50_p99_ms, print_table
 from tests.support.databases import fresh_postgres_database
 from tests.support.processes import ServiceProcess, free_port
@@ -59,10 +67,12 @@ WORKERS = 4
 CLAIM_BATCH = 10
 CREATE_BATCH = 1000  # CreateJobs' limit
 CREATES_IN_FLIGHT = 4  # JobClient.create_many's default
+MAX_CLAIM = 1000  # ClaimJobs' limit
 STREAM_BATCH = 100  # the end-to-end producer's batches
 CLAIM_WAIT_S = 1
 LEASE = Duration(seconds=300)
 WAKE_GAP_S = 0.02  # between wake-up samples, so each finds an idle worker
+JOB_SVC, BARE, PGQUEUER = "job_svc", "bare grpc.aio", "pgqueuer"  # the sides
 
 
 def payload(n: int) -> Struct:
@@ -90,43 +100,39 @@ class NotAvailable(Exception):
     """The running job_svc lacks a call this path needs (the message says which)."""
 
 
-# -- job_svc ---------------------------------------------------------------------------------
+# -- job.v1 servers: job_svc and the bare grpc.aio server --------------------------------------
 
 
 @dataclass
-class JobSvcSide:
-    """job_svc and breaker_svc as processes; the calls each path makes over real channels."""
+class JobV1Side(ABC):
+    """A job.v1 server run as processes (the last one serves job.v1); the calls each path makes
+    over real channels."""
 
-    database_url: str
-    log_dir: Path
-    processes: list[ServiceProcess] = field(default_factory=list)
-    address: str = ""
+    name: str
+    processes: list[ServiceProcess]
     missing: set[str] = field(default_factory=set)
 
+    @property
+    def address(self) -> str:
+        return self.processes[-1].address
+
     def start(self) -> None:
-        breaker_port = free_port()
-        breaker_env = {"BREAKER_STORE": "memory", "BREAKER_PORT": str(breaker_port), "LOG_LEVEL": "warning"}
-        breaker = ServiceProcess("breaker_svc", breaker_port, breaker_env, self.log_dir)
-        self.processes.append(breaker)
-        breaker.start()
-        job_port = free_port()
-        env = {
-            "JOB_DATABASE_URL": self.database_url, "BREAKER_TARGET": breaker.address, "JOB_PORT": str(job_port), "LOG_LEVEL": "warning",
-        }
-        job = ServiceProcess("job_svc", job_port, env, self.log_dir)
-        self.processes.append(job)
-        job.start()
-        self.address = job.address
+        for process in self.processes:
+            process.start()
 
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
 
+    @abstractmethod
+    async def empty(self) -> None:
+        """Before each run: no job left from the run before."""
+
     def channel(self) -> grpc.aio.Channel:
         return grpc.aio.insecure_channel(self.address)
 
     async def probe(self) -> None:
-        """Which new job.v1 calls the running job_svc serves: one that implements a batch call
+        """Which new job.v1 calls the running server serves: one that implements a batch call
         refuses an empty batch as INVALID_ARGUMENT; one that implements waiting claims takes
         the wait on an empty queue."""
         async with self.channel() as channel:
@@ -150,7 +156,7 @@ class JobSvcSide:
     def require(self, *calls: str) -> None:
         lacking = [call for call in calls if call in self.missing]
         if lacking:
-            raise NotAvailable(f"job_svc lacks {', '.join(lacking)}")
+            raise NotAvailable(f"{self.name} lacks {', '.join(lacking)}")
 
     async def enqueue_one(self, n: int) -> float:
         async with self.channel() as channel:
@@ -209,7 +215,7 @@ class JobSvcSide:
         finally:
             for channel in channels:
                 await channel.close()
-        assert sum(done) == n, f"job_svc drained {sum(done)} jobs of {n}"
+        assert sum(done) == n, f"{self.name} drained {sum(done)} jobs of {n}"
         return elapsed
 
     async def end_to_end(self, n: int) -> float:
@@ -253,6 +259,44 @@ class JobSvcSide:
                 await asyncio.gather(task, return_exceptions=True)
 
 
+@dataclass
+class JobSvcSide(JobV1Side):
+    """job_svc with a breaker_svc beside it (memory store), as deployed, on the bench's database."""
+
+    database_url: str = field(kw_only=True)
+
+    @classmethod
+    def on(cls, database_url: str, log_dir: Path) -> "JobSvcSide":
+        breaker_port, job_port = free_port(), free_port()
+        breaker_env = {"BREAKER_STORE": "memory", "BREAKER_PORT": str(breaker_port), "LOG_LEVEL": "warning"}
+        breaker = ServiceProcess("breaker_svc", breaker_port, breaker_env, log_dir)
+        env = {
+            "JOB_DATABASE_URL": database_url, "BREAKER_TARGET": breaker.address, "JOB_PORT": str(job_port), "LOG_LEVEL": "warning",
+        }
+        return cls(JOB_SVC, [breaker, ServiceProcess("job_svc", job_port, env, log_dir)], database_url=database_url)
+
+    async def empty(self) -> None:
+        await Tables(self.database_url).truncate()
+
+
+@dataclass
+class BareSide(JobV1Side):
+    """bench.bare_job_server: job.v1 on a bare grpc.aio server with no storage, what any Python
+    grpc.aio server could reach at most on each path."""
+
+    @classmethod
+    def on(cls, log_dir: Path) -> "BareSide":
+        port = free_port()
+        return cls(BARE, [ServiceProcess("bench.bare_job_server", port, {bare_job_server.PORT_VARIABLE: str(port)}, log_dir)])
+
+    async def empty(self) -> None:
+        """Its queue is a count: claims what the run before left."""
+        async with self.channel() as channel:
+            stub = job_pb2_grpc.JobServiceStub(channel)
+            while (await stub.ClaimJobs(job_pb2.ClaimJobsRequest(worker_id="empty", max_jobs=MAX_CLAIM))).jobs:
+                pass
+
+
 async def drain_worker(stub: job_pb2_grpc.JobServiceStub, name: str, batched: bool) -> int:
     """Claims CLAIM_BATCH at a time until the queue is empty; finishes each claim with one
     CompleteJob per job, or one FinishJobs. Returns the jobs it finished."""
@@ -294,6 +338,7 @@ class PgqSide:
     """pgqueuer on the same database, used as its README and benchmark script use it."""
 
     dsn: str
+    name = PGQUEUER
 
     async def install(self) -> None:
         connection = await asyncpg.connect(self.dsn)
@@ -323,6 +368,9 @@ class PgqSide:
             return time.perf_counter() - started
         finally:
             await connection.close()
+
+    async def empty(self) -> None:
+        await Tables(self.dsn).truncate()
 
     async def fill(self, n: int) -> None:
         await self.enqueue_batch(n)
@@ -438,7 +486,8 @@ async def sample_wakeups(enqueue: Callable[[int], Awaitable[object]], arrivals: 
 
 @dataclass
 class Tables:
-    """Empties both queues' tables between runs, so every run starts from the same state."""
+    """Empties both queues' tables before every job_svc or pgqueuer run, so each starts from the
+    same database."""
 
     dsn: str
     job_svc = "jobs, job_dependencies, job_holds, breaker_outbox"
@@ -455,11 +504,11 @@ class Tables:
 
 @dataclass
 class Results:
-    """Per path and side, one figure per round (None where job_svc lacks the path)."""
+    """Per path and side, one figure per round (none where a side lacks the path)."""
 
     rates: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    wakeups: dict[str, list[list[float]]] = field(default_factory=lambda: {"job_svc": [], "pgqueuer": []})
-    unavailable: dict[str, str] = field(default_factory=dict)
+    wakeups: dict[str, list[list[float]]] = field(default_factory=dict)
+    unavailable: dict[tuple[str, str], str] = field(default_factory=dict)  # (path, side): why
 
     def add_rate(self, path: str, side: str, n: int, elapsed_s: float) -> None:
         self.rates.setdefault(path, {}).setdefault(side, []).append(n / elapsed_s)
@@ -472,89 +521,95 @@ PATHS = [
     "drain, 4 workers, FinishJobs per claim",
     "end to end, 4 workers",
 ]
+WAKE_UP = "wake-up"
+SIDES = [JOB_SVC, BARE, PGQUEUER]  # the report's columns
+RATIOS = [(JOB_SVC, PGQUEUER), (JOB_SVC, BARE), (BARE, PGQUEUER)]
 
 
-async def one_round(job_svc: JobSvcSide, pgq: PgqSide, tables: Tables, results: Results, n: int, wakeups: int, job_svc_first: bool) -> None:
-    Run = Callable[[], Awaitable[float]]
+async def one_round(servers: Sequence[JobV1Side], pgq: PgqSide, results: Results, n: int, wakeups: int, first: int) -> None:
+    """Every path on every side, each run on an emptied queue; the sides take turns in their
+    order starting at `first`."""
+    sides: list[JobV1Side | PgqSide] = [*servers, pgq]
+    order = sides[first:] + sides[:first]
 
-    async def both(path: str, job_svc_run: Run, pgq_run: Run, before: Callable[[str], Awaitable[None]] | None = None) -> None:
-        """Both sides of one path, each on empty tables (then filled by `before`)."""
-        runs = [("job_svc", job_svc_run), ("pgqueuer", pgq_run)]
-        for side, run in runs if job_svc_first else reversed(runs):
-            if path in results.unavailable and side == "job_svc":
+    async def each(path: str, server_run: Callable[[JobV1Side], Awaitable[float]], pgq_run: Callable[[], Awaitable[float]], filled: bool = False) -> None:
+        for side in order:
+            if (path, side.name) in results.unavailable:
                 continue
-            await tables.truncate()
-            if before is not None:
-                await before(side)
+            await side.empty()
+            if filled:
+                await side.fill(n)
             try:
-                results.add_rate(path, side, n, await run())
+                results.add_rate(path, side.name, n, await (pgq_run() if isinstance(side, PgqSide) else server_run(side)))
             except NotAvailable as missing:
-                results.unavailable[path] = str(missing)
+                results.unavailable[(path, side.name)] = str(missing)
 
-    async def filled(side: str) -> None:
-        await (job_svc.fill(n) if side == "job_svc" else pgq.fill(n))
-
-    await both(PATHS[0], lambda: job_svc.enqueue_one(n), lambda: pgq.enqueue_one(n))
-    await both(PATHS[1], lambda: job_svc.enqueue_batch(n), lambda: pgq.enqueue_batch(n))
-    await both(PATHS[2], lambda: job_svc.drain(n, batched=False), lambda: pgq.drain(n), filled)
-    await both(PATHS[3], lambda: job_svc.drain(n, batched=True), lambda: pgq.drain(n), filled)
-    await both(PATHS[4], lambda: job_svc.end_to_end(n), lambda: pgq.end_to_end(n))
-    await tables.truncate()
-    for side in ("job_svc", "pgqueuer") if job_svc_first else ("pgqueuer", "job_svc"):
+    await each(PATHS[0], lambda side: side.enqueue_one(n), lambda: pgq.enqueue_one(n))
+    await each(PATHS[1], lambda side: side.enqueue_batch(n), lambda: pgq.enqueue_batch(n))
+    await each(PATHS[2], lambda side: side.drain(n, batched=False), lambda: pgq.drain(n), filled=True)
+    await each(PATHS[3], lambda side: side.drain(n, batched=True), lambda: pgq.drain(n), filled=True)
+    await each(PATHS[4], lambda side: side.end_to_end(n), lambda: pgq.end_to_end(n))
+    for side in order:
+        await side.empty()
         try:
-            results.wakeups[side].append(await (job_svc.wakeups(wakeups) if side == "job_svc" else pgq.wakeups(wakeups)))
+            results.wakeups.setdefault(side.name, []).append(await side.wakeups(wakeups))
         except NotAvailable as missing:
-            results.unavailable["wake-up"] = str(missing)
+            results.unavailable[(WAKE_UP, side.name)] = str(missing)
 
 
 def median_spread(values: Sequence[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}..{max(values):.2f})"
 
 
+def figures_and_ratios(results: Results, path: str, by_side: dict[str, list[float]]) -> list[object]:
+    """One row's cells after its name: each side's median (or why it has none), then each ratio
+    of RATIOS over the rounds."""
+    figures: list[object] = [
+        statistics.median(by_side[side]) if by_side.get(side) else results.unavailable.get((path, side), "-") for side in SIDES
+    ]
+    ratios = [
+        median_spread([a / b for a, b in zip(by_side[over], by_side[under])]) if by_side.get(over) and by_side.get(under) else "-"
+        for over, under in RATIOS
+    ]
+    return [*figures, *ratios]
+
+
 def report(results: Results, n: int, rounds: int, wakeups: int) -> None:
-    print(f"\n{n:,} jobs per path, {rounds} rounds; jobs/s are medians; ratio = job_svc / pgqueuer, median (min..max) over rounds\n")
-    rows: list[list[object]] = []
-    for path in PATHS:
-        by_side = results.rates.get(path, {})
-        pgq_rates = by_side.get("pgqueuer", [])
-        job_rates = by_side.get("job_svc", [])
-        if path in results.unavailable or not job_rates:
-            rows.append([path, results.unavailable.get(path, "-"), statistics.median(pgq_rates), "-"])
-            continue
-        ratios = [j / p for j, p in zip(job_rates, pgq_rates)]
-        rows.append([path, statistics.median(job_rates), statistics.median(pgq_rates), median_spread(ratios)])
-    print_table(["path", "job_svc jobs/s", "pgqueuer jobs/s", "ratio"], rows)
+    print(f"\n{n:,} jobs per path, {rounds} rounds; jobs/s are medians; a/b = median (min..max) over the rounds of each round's a/b")
+    print(f"(bare = {BARE}: bench.bare_job_server, job.v1 with no storage, the most a Python grpc.aio server reaches)\n")
+    ratio_headers = [f"{over}/{under}".replace(BARE, "bare") for over, under in RATIOS]
+    rows = [[path, *figures_and_ratios(results, path, results.rates.get(path, {}))] for path in PATHS]
+    print_table(["path", *(f"{side} jobs/s" for side in SIDES), *ratio_headers], rows)
 
     print(f"\nwake-up of an idle worker, {wakeups} jobs one at a time per round; ms from sending the enqueue until the worker has the job")
-    print("(medians over rounds of each round's p50 / p99; ratio = job_svc / pgqueuer, lower is faster)\n")
+    print("(medians over rounds of each round's p50 / p99; ratios as above, lower is faster)\n")
     per_round = {side: [p50_p99_ms(samples) for samples in rounds_] for side, rounds_ in results.wakeups.items()}
     rows = []
     for i, name in enumerate(("p50", "p99")):
-        pgq_ms = [cut[i] for cut in per_round["pgqueuer"]]
-        job_ms = [cut[i] for cut in per_round["job_svc"]]
-        if not job_ms:
-            rows.append([name, results.unavailable.get("wake-up", "-"), statistics.median(pgq_ms), "-"])
-            continue
-        rows.append([name, statistics.median(job_ms), statistics.median(pgq_ms), median_spread([j / p for j, p in zip(job_ms, pgq_ms)])])
-    print_table(["wake-up", "job_svc ms", "pgqueuer ms", "ratio"], rows)
+        by_side = {side: [cut[i] for cut in cuts] for side, cuts in per_round.items()}
+        rows.append([name, *figures_and_ratios(results, WAKE_UP, by_side)])
+    print_table(["wake-up", *(f"{side} ms" for side in SIDES), *ratio_headers], rows)
 
 
 async def main(n: int, rounds: int, wakeups: int) -> None:
     async with fresh_postgres_database() as dsn:
-        pgq, tables = PgqSide(dsn), Tables(dsn)
+        pgq = PgqSide(dsn)
         with tempfile.TemporaryDirectory(prefix="bench-job-queue-") as log_dir:
-            job_svc = JobSvcSide(dsn, Path(log_dir))
+            servers: list[JobV1Side] = [JobSvcSide.on(dsn, Path(log_dir)), BareSide.on(Path(log_dir))]
             try:
-                await asyncio.to_thread(job_svc.start)  # applies job_svc's migrations
+                for server in servers:
+                    await asyncio.to_thread(server.start)  # job_svc applies its migrations
                 await pgq.install()
-                await job_svc.probe()
+                for server in servers:
+                    await server.probe()
                 results = Results()
                 for round_ in range(rounds):
                     started = time.perf_counter()
-                    await one_round(job_svc, pgq, tables, results, n, wakeups, job_svc_first=round_ % 2 == 0)
+                    await one_round(servers, pgq, results, n, wakeups, first=round_ % (len(servers) + 1))
                     print(f"round {round_ + 1}/{rounds}: {time.perf_counter() - started:.0f} s", flush=True)
             finally:
-                job_svc.stop()
+                for server in servers:
+                    server.stop()
     report(results, n, rounds, wakeups)
 
 
