@@ -6,9 +6,10 @@ It stores nothing: the queue is a count of jobs created and not yet claimed. Cre
 jobs with fresh ids (JOB_VIEW_BASIC: id and status only), claims answer up to `max_jobs` jobs
 built as job_svc builds them (payload {"n": i}, timestamps, lease) while the count lasts, and
 a claim with `wait` on an empty queue waits for the next create; completions and finishes
-answer as for a held lease. It has job_svc's grpc server options and garbage-collector tuning
-and no interceptors, and serves grpc.health.v1 only so that launchers can wait for it
-(tests.support.processes.ServiceProcess). Calls the bench does not make are UNIMPLEMENTED.
+answer as for a held lease (a completed job without its payload: none is kept). It has
+job_svc's grpc server options and garbage-collector tuning and no interceptors, and serves
+grpc.health.v1 only so that launchers can wait for it (tests.support.processes.ServiceProcess).
+Calls the bench does not make are UNIMPLEMENTED.
 
     BARE_JOB_PORT=50070 python -m bench.bare_job_server    # until SIGTERM or SIGINT
 """

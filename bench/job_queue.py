@@ -12,7 +12,7 @@ which goes first, each run on an emptied queue (TRUNCATE; the bare server's coun
 away), and the tables print medians over the rounds and the ratios job_svc/pgqueuer,
 job_svc/bare and bare/pgqueuer: their median and spread (min..max).
 
-    make install && .venv/bin/python -m bench.job_queue    # ~4 min on 2 cores; --help for sizes
+    make install && .venv/bin/python -m bench.job_queue    # ~2-3 min on 2 cores; --help for sizes
 
 Paths (N = --jobs, default 5,000):
 - enqueue, one job per call, 16 concurrent callers: CreateJob / `Queries.enqueue` (one
@@ -97,7 +97,7 @@ def spread(ns: int, n: int) -> list[range]:
 
 
 class NotAvailable(Exception):
-    """The running job_svc lacks a call this path needs (the message says which)."""
+    """A running job.v1 server lacks a call this path needs (the message says which)."""
 
 
 # -- job.v1 servers: job_svc and the bare grpc.aio server --------------------------------------
