@@ -2,14 +2,14 @@
 bench.job_queue's "bare grpc.aio" side, the most any Python grpc.aio server could reach on its
 paths.
 
-It stores nothing: the queue is a count of jobs created and not yet claimed. Creates answer
-jobs with fresh ids (JOB_VIEW_BASIC: id and status only), claims answer up to `max_jobs` jobs
-built as job_svc builds them (payload {"n": i}, timestamps, lease) while the count lasts, and
-a claim with `wait` on an empty queue waits for the next create; completions and finishes
-answer as for a held lease (a completed job without its payload: none is kept). It has
-job_svc's grpc server options and garbage-collector tuning and no interceptors, and serves
-grpc.health.v1 only so that launchers can wait for it (tests.support.processes.ServiceProcess).
-Calls the bench does not make are UNIMPLEMENTED.
+It stores nothing: the queue is a count of jobs created and not yet claimed. Creates answer jobs
+with fresh ids (UUIDv7s, made as job_svc makes them; JOB_VIEW_BASIC: id and status only), claims
+answer up to `max_jobs` jobs built as job_svc builds them (payload {"n": i}, timestamps, lease)
+while the count lasts, and a claim with `wait` on an empty queue waits for the next create;
+completions and finishes answer as for a held lease (a completed job without its payload: none
+is kept). It has job_svc's grpc server options and garbage-collector tuning and no interceptors,
+and serves grpc.health.v1 only so that launchers can wait for it
+(tests.support.processes.ServiceProcess). Calls the bench does not make are UNIMPLEMENTED.
 
     BARE_JOB_PORT=50070 python -m bench.bare_job_server    # until SIGTERM or SIGINT
 """
@@ -17,7 +17,6 @@ Calls the bench does not make are UNIMPLEMENTED.
 import asyncio
 import os
 import signal
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -26,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from job.v1 import job_pb2, job_pb2_grpc
 
-from job_svc.domain import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, MAX_BATCH
+from job_svc.domain import DEFAULT_LEASE_S, DEFAULT_MAX_ATTEMPTS, MAX_BATCH, new_job_ids
 from services.protoconv import timestamp
 from services.server import SERVER_OPTIONS, tune_garbage_collection
 
@@ -57,15 +56,16 @@ class BareJobService(job_pb2_grpc.JobServiceServicer):
 
     async def CreateJob(self, request: job_pb2.CreateJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.CreateJobResponse:
         self._add(request, 1)
-        return job_pb2.CreateJobResponse(job=new_job(request, timestamp(datetime.now(UTC))))
+        return job_pb2.CreateJobResponse(job=new_job(request, new_job_ids(1)[0], timestamp(datetime.now(UTC))))
 
     async def CreateJobs(self, request: job_pb2.CreateJobsRequest, context: grpc.aio.ServicerContext) -> job_pb2.CreateJobsResponse:
         await refuse_batch_size(len(request.jobs), context)
         self._add(request.jobs[-1], len(request.jobs))
+        ids = new_job_ids(len(request.jobs))
         if request.view == job_pb2.JOB_VIEW_BASIC:
-            return job_pb2.CreateJobsResponse(jobs=[job_pb2.Job(id=str(uuid.uuid4()), status=job_pb2.JOB_STATUS_PENDING) for _ in request.jobs])
+            return job_pb2.CreateJobsResponse(jobs=[job_pb2.Job(id=id_, status=job_pb2.JOB_STATUS_PENDING) for id_ in ids])
         created = timestamp(datetime.now(UTC))
-        return job_pb2.CreateJobsResponse(jobs=[new_job(item, created) for item in request.jobs])
+        return job_pb2.CreateJobsResponse(jobs=[new_job(item, id_, created) for item, id_ in zip(request.jobs, ids)])
 
     async def ClaimJobs(self, request: job_pb2.ClaimJobsRequest, context: grpc.aio.ServicerContext) -> job_pb2.ClaimJobsResponse:
         if not self.queued and request.wait.ToNanoseconds():
@@ -79,9 +79,9 @@ class BareJobService(job_pb2_grpc.JobServiceServicer):
         lease_s = request.lease_duration.ToNanoseconds() / 1e9 if request.HasField("lease_duration") else DEFAULT_LEASE_S
         updated, lease_expires = timestamp(now), timestamp(now + timedelta(seconds=lease_s))
         jobs = []
-        for n in range(self.claimed, self.claimed + count):
+        for n, id_ in enumerate(new_job_ids(count), start=self.claimed):
             job = job_pb2.Job(
-                id=str(uuid.uuid4()), job_type=self.job_type, dependencies=self.dependencies,
+                id=id_, job_type=self.job_type, dependencies=self.dependencies,
                 status=job_pb2.JOB_STATUS_PROCESSING, attempts=1, max_attempts=DEFAULT_MAX_ATTEMPTS,
                 lease_owner=request.worker_id, lease_expire_time=lease_expires, run_after_time=updated, create_time=updated,
                 update_time=updated,
@@ -107,9 +107,9 @@ class BareJobService(job_pb2_grpc.JobServiceServicer):
         ])
 
 
-def new_job(request: job_pb2.CreateJobRequest, created: Timestamp) -> job_pb2.Job:
+def new_job(request: job_pb2.CreateJobRequest, job_id: str, created: Timestamp) -> job_pb2.Job:
     job = job_pb2.Job(
-        id=str(uuid.uuid4()), job_type=request.job_type, dependencies=request.dependencies, status=job_pb2.JOB_STATUS_PENDING,
+        id=job_id, job_type=request.job_type, dependencies=request.dependencies, status=job_pb2.JOB_STATUS_PENDING,
         max_attempts=request.max_attempts or DEFAULT_MAX_ATTEMPTS, priority=request.priority, run_after_time=created,
         create_time=created, update_time=created,
     )
