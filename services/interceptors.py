@@ -16,7 +16,7 @@ that the call turns into INVALID_ARGUMENT, through the same error mapping as eve
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import sqlalchemy.exc
@@ -73,7 +73,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, access: Mapping[str, Access], tokens: Tokens) -> None:
         self._access = access
         self._tokens = tokens
-        self._metrics: dict[str, RpcMetrics] = {}
+        # Per method: the handler grpc gave, and its wrapped copy. Built on a method's first
+        # call and reused: what varies per call lives in the wrapper's locals, not in the handler.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -84,10 +86,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        if method not in self._metrics:
-            self._metrics[method] = RpcMetrics(method, rpc_type(handler.request_streaming, handler.response_streaming))
+        known = self._wrapped.get(method)
+        if known is None or known[0] is not handler:
+            known = self._wrapped[method] = (handler, self._wrap(method, handler))
+        return known[1]
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        metrics = RpcMetrics(method, rpc_type(handler.request_streaming, handler.response_streaming))
         # Methods outside the services' tables (health, reflection) are open.
-        call = _Call(method, self._access.get(method, Access.OPEN), self._tokens, self._metrics[method])
+        call = _Method(method, self._access.get(method, Access.OPEN), self._tokens, metrics)
         kinds = {
             "unary_unary": grpc.unary_unary_rpc_method_handler,
             "unary_stream": grpc.unary_stream_rpc_method_handler,
@@ -148,8 +155,9 @@ def _refusing_undecodable(behaviour: Callable[..., Any], request_streaming: bool
     return checked
 
 
-class _Call:
-    """Wraps one RPC's behaviour with the request id, token check, error mapping and access log.
+class _Method:
+    """Wraps one method's behaviour, for each of its calls, with the request id, token check,
+    error mapping and access log.
 
     Once the client has gone (cancellation, or the stream generator closed by GeneratorExit),
     the call's context may already be freed by grpc: nothing reads it after that point, which
@@ -161,73 +169,77 @@ class _Call:
         self.access = access
         self.tokens = tokens
         self.metrics = metrics
-        self.peer = ""
-        self.started = 0.0
+        self.log_level = "debug" if method.startswith(QUIET_SERVICES) else "info"
 
     def wrap_unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def unary(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-            request_or_iterator = self._begin(request_or_iterator, context)
+            request_or_iterator, started = self._begin(request_or_iterator, context)
             try:
-                self._check_token(context)
+                self._check_token(started)
                 response = await behaviour(request_or_iterator, context)
             except (asyncio.CancelledError, GeneratorExit):
-                self._end("CANCELLED")
+                self._end(started, "CANCELLED")
                 raise
             except BaseException as error:  # noqa: BLE001 - every error is mapped or re-raised
-                await self._fail(context, error)
+                await self._fail(context, started, error)
             self.metrics.sent.inc()
-            self._end(_code_name(context))
+            self._end(started, _code_name(context))
             return response
 
         return unary
 
     def wrap_streaming(self, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            request_or_iterator = self._begin(request_or_iterator, context)
+            request_or_iterator, started = self._begin(request_or_iterator, context)
             try:
-                self._check_token(context)
+                self._check_token(started)
                 async for response in behaviour(request_or_iterator, context):
                     self.metrics.sent.inc()
                     yield response
             except (asyncio.CancelledError, GeneratorExit):
-                self._end("CANCELLED")
+                self._end(started, "CANCELLED")
                 raise
             except BaseException as error:  # noqa: BLE001 - every error is mapped or re-raised
-                await self._fail(context, error)
-            self._end(_code_name(context))
+                await self._fail(context, started, error)
+            self._end(started, _code_name(context))
 
         return streaming
 
-    def _begin(self, request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+    def _begin(self, request_or_iterator: Any, context: grpc.aio.ServicerContext) -> tuple[Any, "_Started"]:
         """Binds the call's log context and counts the call; returns its request (a request
-        stream counted as it is read)."""
+        stream counted as it is read) and what the rest of the call needs to know of its start."""
         metadata = dict(context.invocation_metadata() or ())
         structlog.contextvars.bind_contextvars(request_id=request_id.begin(metadata.get("x-request-id")), method=self.method)
-        self.peer = context.peer()
-        self.started = time.perf_counter()
-        return self.metrics.started(request_or_iterator)
+        started = _Started(context.peer(), time.perf_counter(), metadata.get("authorization", ""))
+        return self.metrics.started(request_or_iterator), started
 
-    def _check_token(self, context: grpc.aio.ServicerContext) -> None:
-        metadata = dict(context.invocation_metadata() or ())
-        self.tokens.check(self.access, metadata.get("authorization", ""))
+    def _check_token(self, started: "_Started") -> None:
+        self.tokens.check(self.access, started.authorization)
 
-    async def _fail(self, context: grpc.aio.ServicerContext, error: BaseException) -> None:
+    async def _fail(self, context: grpc.aio.ServicerContext, started: "_Started", error: BaseException) -> None:
         """Ends the call with the error's status code (context.abort raises AbortError)."""
         if isinstance(error, grpc.aio.AbortError):  # the handler aborted by itself
-            self._end(_code_name(context))
+            self._end(started, _code_name(context))
             raise error
         code, message = status_for(error)
         if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE) or isinstance(error, sqlalchemy.exc.DataError):
             log.error("rpc_error", code=code.name, exc_info=error)
-        self._end(code.name)
+        self._end(started, code.name)
         await context.abort(code, message[:MAX_STATUS_MESSAGE_LENGTH])
 
-    def _end(self, code_name: str) -> None:
-        duration_s = time.perf_counter() - self.started
+    def _end(self, started: "_Started", code_name: str) -> None:
+        duration_s = time.perf_counter() - started.at
         self.metrics.handled(code_name, duration_s)
-        level = "debug" if self.method.startswith(QUIET_SERVICES) else "info"
-        getattr(log, level)("rpc", peer=self.peer, code=code_name, duration_ms=round(duration_s * 1000, 2))
+        getattr(log, self.log_level)("rpc", peer=started.peer, code=code_name, duration_ms=round(duration_s * 1000, 2))
         structlog.contextvars.unbind_contextvars("request_id", "method")
+
+
+class _Started(NamedTuple):
+    """One call's start: its peer (read while the context is alive), the time, its token."""
+
+    peer: str
+    at: float
+    authorization: str
 
 
 def _code_name(context: grpc.aio.ServicerContext) -> str:

@@ -194,6 +194,18 @@ async def test_each_method_asks_for_the_token_of_its_role() -> None:
             assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_concurrent_calls_of_one_method_each_have_their_own_token_check() -> None:
+    """The interceptor builds a method's wrapper once and reuses it: a call's token, peer and
+    start time must stay that call's, however many of the method's calls overlap."""
+    async with breaker_server(admin_token=ADMIN, service_token=SERVICE) as (_, target):
+        async with open_channel(target, tls=None) as channel:
+            stub = breaker_pb2_grpc.BreakerServiceStub(channel)
+            outcome = pb.RecordOutcomeRequest(dependency="openai", result=pb.CALL_RESULT_SUCCESS)
+            tokens = [bearer_metadata(SERVICE) if i % 2 else (("authorization", f"Bearer wrong-{i}"),) for i in range(40)]
+            codes = await asyncio.gather(*(code_of(stub.RecordOutcome(outcome, metadata=token)) for token in tokens))
+            assert codes == [None if i % 2 else grpc.StatusCode.UNAUTHENTICATED for i in range(40)]
+
+
 @pytest.fixture
 def certs(tmp_path: Path) -> Certificates:
     return make_certificates(tmp_path)
