@@ -320,22 +320,43 @@ def hold_keys_of() -> Any:
     return union(of_dependencies, of_campaigns)
 
 
-@cache
-def delete_finished(postgres: bool) -> Any:
-    """Up to :limit completed or cancelled jobs last changed before :before, oldest first (their
-    dependencies and holds go with them: ON DELETE CASCADE). The statuses are constants, so
-    ix_jobs_finished's predicate matches in any plan."""
+def _oldest_finished(postgres: bool) -> Select[Any]:
+    """The ids of up to :limit completed or cancelled jobs last changed before :before, oldest
+    first. The statuses are constants, so ix_jobs_finished's predicate matches in any plan. On
+    SQLite the id breaks ties: `delete_finished_sqlite` runs this twice and must get the same
+    jobs both times."""
     finished = jobs.alias("finished")
     oldest = (
         select(finished.c.id)
         .where(finished.c.status.in_(statuses_literal((JobStatus.COMPLETED, JobStatus.CANCELLED))))
         .where(finished.c.updated_at < bindparam("before"))
-        .order_by(finished.c.updated_at)
         .limit(bindparam("limit"))
     )
-    if postgres:
-        oldest = oldest.with_for_update(skip_locked=True, of=finished)
-    return delete(jobs).where(_among(oldest, postgres))
+    if not postgres:
+        return oldest.order_by(finished.c.updated_at, finished.c.id)
+    return oldest.order_by(finished.c.updated_at).with_for_update(skip_locked=True, of=finished)
+
+
+@cache
+def delete_finished_postgres() -> Any:
+    """Deletes the jobs of `_oldest_finished` and their dependency rows in one statement (a
+    data-modifying CTE: no foreign key cascades them, see migration 0009) and answers how many
+    jobs went. A finished job has no holds (they go when it finishes). The dependency rows are
+    found as the jobs are, `= ANY(ARRAY(gone))`: one scan of pk_job_dependencies (job_id leads
+    it) for all the ids, in custom and generic plans alike (300,000 jobs, a batch of 1,000:
+    3.9 ms for the statement, where the cascade made the bare DELETE 5.9 ms)."""
+    gone = delete(jobs).where(_among(_oldest_finished(True), True)).returning(jobs.c.id).cte("gone")
+    of_gone = job_dependencies.c.job_id == any_(func.array(select(gone.c.id).scalar_subquery()))
+    dependencies_gone = delete(job_dependencies).where(of_gone).cte("dependencies_gone")
+    return select(func.count()).select_from(gone).add_cte(dependencies_gone)
+
+
+@cache
+def delete_finished_sqlite() -> tuple[Any, Any]:
+    """SQLite: the dependency rows of the jobs of `_oldest_finished`, then those jobs (two
+    statements in one transaction, whose first write keeps other writers out until it ends)."""
+    oldest = _oldest_finished(False)
+    return delete(job_dependencies).where(job_dependencies.c.job_id.in_(oldest)), delete(jobs).where(_among(oldest, False))
 
 
 def _redrivable(postgres: bool, statuses: tuple[JobStatus, ...], by_ids: bool, by_type: bool, by_campaign: bool) -> list[Any]:

@@ -463,10 +463,14 @@ class JobTx(HoldStatements, LeaseStatements):
         return job_ids
 
     async def delete_finished(self, before: datetime, limit: int) -> int:
-        """Deletes up to `limit` completed or cancelled jobs last changed before `before`
-        (their dependencies and holds go with them: ON DELETE CASCADE)."""
+        """Deletes up to `limit` completed or cancelled jobs last changed before `before`, with
+        their dependency rows; returns how many jobs went."""
         values = {"before": before, "limit": limit}
-        return (await self.connection.execute(statements.delete_finished(self.postgres), values)).rowcount
+        if self.postgres:
+            return (await self.connection.execute(statements.delete_finished_postgres(), values)).scalar_one()
+        dependencies, finished = statements.delete_finished_sqlite()
+        await self.connection.execute(dependencies, values)
+        return (await self.connection.execute(finished, values)).rowcount
 
     async def add_outcomes(self, outcomes: list[Outcome], now: datetime) -> None:
         """Outbox rows for the forwarder, each with the id of the call that reported it."""

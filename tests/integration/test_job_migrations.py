@@ -1,5 +1,6 @@
-"""Migrations 0005 (priority, result, lost-lease count) and 0008 (claim time) upgrade a database
-holding jobs written by the previous version and downgrade back, on PostgreSQL and SQLite."""
+"""Migrations 0005 (priority, result, lost-lease count), 0008 (claim time) and 0009 (no foreign
+key from job_dependencies to jobs) upgrade a database holding jobs written by the previous
+version and downgrade back, on PostgreSQL and SQLite."""
 
 import asyncio
 import uuid
@@ -9,7 +10,7 @@ from typing import Any
 from alembic import command
 from job.v1 import job_pb2
 from prometheus_client import REGISTRY
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from job_svc import metrics
 from job_svc.app import MIGRATIONS_DIR
@@ -103,3 +104,37 @@ async def test_0008_upgrades_jobs_of_the_previous_version_and_downgrades_back(da
     await asyncio.to_thread(command.downgrade, config, "0007")
     assert await job_rows(database_url) == dict.fromkeys(ids.values(), "completed")
     await asyncio.to_thread(command.upgrade, config, "head")
+
+
+async def dependency_rows(url: str) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """job_dependencies' rows and the columns of its foreign keys."""
+    engine = create_engine(url)
+    async with engine.connect() as connection:
+        rows = sorted((r.job_id, r.dependency) for r in await connection.execute(text("SELECT job_id, dependency FROM job_dependencies")))
+        keys = await connection.run_sync(lambda sync: [k["constrained_columns"] for k in inspect(sync).get_foreign_keys("job_dependencies")])
+    await engine.dispose()
+    return rows, keys
+
+
+async def test_0009_keeps_the_dependencies_without_the_key_and_a_downgrade_restores_it(database_url: str) -> None:
+    """Upgraded, the jobs keep their dependency rows and the key is gone; a row whose job is gone
+    (none should be) is deleted by the downgrade, which puts the key back, cascade and all."""
+    config = alembic_config(database_url, MIGRATIONS_DIR)
+    await asyncio.to_thread(command.upgrade, config, "0008")
+    ids = await write_old_jobs(database_url, ("pending", "completed"))
+    kept = sorted((job_id, "legacy") for job_id in ids.values())
+    await asyncio.to_thread(command.upgrade, config, "head")
+    assert await dependency_rows(database_url) == (kept, [])
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:  # no key refuses it now
+        await connection.execute(text("INSERT INTO job_dependencies (job_id, dependency) VALUES (:id, 'legacy')"), {"id": str(uuid.uuid4())})
+    await engine.dispose()
+    await asyncio.to_thread(command.downgrade, config, "0008")
+    assert await dependency_rows(database_url) == (kept, [["job_id"]])
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:  # the cascade is back
+        await connection.execute(text("DELETE FROM jobs WHERE id = :id"), {"id": ids["completed"]})
+    await engine.dispose()
+    assert await dependency_rows(database_url) == ([(ids["pending"], "legacy")], [["job_id"]])
+    await asyncio.to_thread(command.upgrade, config, "head")
+    assert await dependency_rows(database_url) == ([(ids["pending"], "legacy")], [])

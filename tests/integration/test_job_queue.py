@@ -18,7 +18,7 @@ from job.v1 import job_pb2
 
 from job_svc.domain import HoldKind, NewJob, QueuePolicy, RedriveSelector, RetryPolicy
 from job_svc.store import hold_key
-from job_svc.tables import breaker_outbox
+from job_svc.tables import breaker_outbox, job_dependencies
 from job_svc.wakeups import CHANNEL
 from services.watch import BreakerState, Transition
 from tests.support.polling import eventually
@@ -96,6 +96,12 @@ async def outbox(svc: RunningJobs, dependency: str) -> list[tuple[str, bool]]:
     async with svc.app.engine.connect() as connection:
         rows = await connection.execute(select(breaker_outbox.c.dependency, breaker_outbox.c.success).where(breaker_outbox.c.dependency == dependency))
         return [(r.dependency, r.success) for r in rows]
+
+
+async def dependency_rows(svc: RunningJobs, dependency: str) -> list[str]:
+    async with svc.app.engine.connect() as connection:
+        rows = await connection.execute(select(job_dependencies.c.job_id).where(job_dependencies.c.dependency == dependency))
+        return sorted(rows.scalars())
 
 
 def completion(job_id: str, **result: object) -> job_pb2.JobFinish:
@@ -535,6 +541,9 @@ async def test_retention_deletes_old_completed_and_cancelled_jobs_in_batches(bac
         assert await own.app.jobs.delete_old_finished_jobs() >= 3  # in batches of 2
         left = {j.id: j.status for j in (await own.stub.ListJobs(job_pb2.ListJobsRequest(dependency=dependency))).jobs}
         assert left == {claimed[2].id: S.JOB_STATUS_FAILED, unfinished[1].id: S.JOB_STATUS_PENDING}
+        # No foreign key cascades them (migration 0009): the deleted jobs' dependency rows went
+        # in the same statement, the kept jobs' stay.
+        assert await dependency_rows(own, dependency) == sorted(left)
 
 
 async def test_the_next_due_time_is_the_earliest_later_run_of_a_pending_job_of_any_priority(database_url: str) -> None:
