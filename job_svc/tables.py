@@ -145,8 +145,9 @@ jobs = Table(
 job_dependencies = Table(
     "job_dependencies",
     metadata,
-    # No foreign key to jobs: its check ran once per inserted row, a sixth of a CreateJobs of
-    # 1,000; retention deletes a job's rows with the job (migration 0009 says why that is safe).
+    # No foreign key to jobs: its check ran once per inserted row, a quarter of CreateJobs'
+    # INSERT of 1,000 jobs; retention deletes a job's rows with the job (migration 0009 says why
+    # that is safe).
     Column("job_id", String(36), nullable=False),
     Column("dependency", String(63), nullable=False),
     PrimaryKeyConstraint("job_id", "dependency", name="pk_job_dependencies"),
