@@ -307,7 +307,7 @@ class Finish:
     job_id: str
     call_duration_s: float | None
     succeeded: bool
-    result: dict[str, Any] | None = None
+    result_json: str | None = None  # the result as JSON text, encoded once by validation, stored as is
     error: str = ""
     failed_dependency: str | None = None
     outcomes_recorded: bool = False  # the worker told breaker_svc itself: forward nothing
@@ -317,9 +317,8 @@ class Finish:
 
     @classmethod
     def completion(cls, job_id: str, call_duration_s: float | None, result: dict[str, Any] | None, max_result_bytes: int) -> "Finish":
-        if result is not None:
-            validate_json_object(result, "result", max_result_bytes)
-        return cls(validate_uuid(job_id), validate_call_duration(call_duration_s, "call_duration"), True, result=result)
+        result_json = validate_json_object(result, "result", max_result_bytes) if result is not None else None
+        return cls(validate_uuid(job_id), validate_call_duration(call_duration_s, "call_duration"), True, result_json=result_json)
 
     @classmethod
     def failure(cls, job_id: str, call_duration_s: float | None, error: str, failed_dependency: str) -> "Finish":
