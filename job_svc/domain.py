@@ -235,6 +235,15 @@ def validated_batch(items: list[T], field: str, validate: Callable[[T], U]) -> l
     return validated
 
 
+def validated_field(field: str, validate: Callable[[], T]) -> T:
+    """Validates a nested message (`validate` builds its command); an error names the field's
+    path, `next_claim.max_jobs`, since every check's message starts with the field it is about."""
+    try:
+        return validate()
+    except InvalidArgument as error:
+        raise InvalidArgument(f"{field}.{error.message}") from None
+
+
 def distinct_ids(ids: list[str], field: str) -> list[str]:
     """Job ids of one batch: each a UUID, none twice."""
     validated: dict[str, None] = {}

@@ -6,6 +6,8 @@ this replica did.
 - job_queue_depth{dependency}: pending jobs due now that need the dependency.
 - job_queue_oldest_age_seconds{dependency}: how long the oldest of them has been due.
 - job_outcome_outbox_backlog: call outcomes not yet forwarded to breaker_svc.
+- job_next_claim_failures_total: claims of FinishJobs' `next_claim` that failed after the
+  finishes were applied (the call answered the finishes with no claimed jobs; see the log).
 - job_claimed_total, job_expired_leases_total, job_outcomes_forwarded_total,
   job_outcomes_set_aside_total (outcomes the forwarder gave up on, see job_svc.forwarder).
 - job_paused_total{hold}, job_resumed_total{hold}: jobs paused and resumed, by kind of hold.
@@ -33,6 +35,9 @@ OUTCOME_OUTBOX_BACKLOG = prometheus_client.Gauge(
     "job_outcome_outbox_backlog", "Call outcomes written but not yet forwarded to breaker_svc."
 )
 CLAIMS = prometheus_client.Counter("job_claimed", "Jobs leased to workers.")
+NEXT_CLAIM_FAILURES = prometheus_client.Counter(
+    "job_next_claim_failures", "FinishJobs' next claims that failed after the finishes were applied."
+)
 EXPIRED_LEASES = prometheus_client.Counter("job_expired_leases", "Leases that ended without a result.")
 PAUSED = prometheus_client.Counter("job_paused", "Jobs paused, by kind of hold.", ["hold"])
 RESUMED = prometheus_client.Counter("job_resumed", "Paused jobs made pending again, by kind of hold.", ["hold"])

@@ -12,7 +12,10 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from job.v1 import job_pb2, job_pb2_grpc
 
-from job_svc.domain import ClaimRequest, Finish, Hold, HoldKind, HoldSelector, Job, JobStatus, NewJob, RedriveSelector, validated_batch
+from job_svc.domain import (
+    ClaimRequest, Finish, Hold, HoldKind, HoldSelector, Job, JobStatus, NewJob, RedriveSelector, validate_worker_id, validated_batch,
+    validated_field,
+)
 from job_svc.usecases import JobUseCases, QueueStatus
 from services.auth import access_table
 from services.errors import InvalidArgument
@@ -132,6 +135,21 @@ def finish(request: job_pb2.JobFinish, max_result_bytes: int) -> Finish:
     return replace(ended, outcomes_recorded=request.outcomes_recorded)
 
 
+def next_claim(request: job_pb2.FinishJobsRequest) -> ClaimRequest | None:
+    """FinishJobs' `next_claim`, if set: ClaimJobs' claim for the request's worker, no wait."""
+    if not request.HasField("next_claim"):
+        return None
+    worker_id = validate_worker_id(request.worker_id)  # first: an error names the request's own field
+    claim = request.next_claim
+    return validated_field("next_claim", lambda: ClaimRequest.validated(
+        worker_id=worker_id,
+        dependencies=list(claim.dependencies),
+        max_jobs=claim.max_jobs,
+        lease_s=_optional_seconds(claim, "lease_duration"),
+        job_type=claim.job_type,
+    ))
+
+
 def _counts(counts: dict[JobStatus, int]) -> dict[str, int]:
     return {status.value: counts.get(status, 0) for status in JobStatus}
 
@@ -212,8 +230,11 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
 
     async def FinishJobs(self, request: job_pb2.FinishJobsRequest, context: grpc.aio.ServicerContext) -> job_pb2.FinishJobsResponse:
         finishes = validated_batch(list(request.finishes), "finishes", lambda item: finish(item, self._jobs.max_payload_bytes))
-        statuses = await self._jobs.finish_jobs(request.worker_id, finishes)
-        return job_pb2.FinishJobsResponse(results=[_finish_result(f.job_id, statuses.get(f.job_id)) for f in finishes])
+        done = await self._jobs.finish_jobs(request.worker_id, finishes, next_claim(request))
+        return job_pb2.FinishJobsResponse(
+            results=[_finish_result(f.job_id, done.statuses.get(f.job_id)) for f in finishes],
+            claimed_jobs=[job_to_proto(j) for j in done.claimed],
+        )
 
     async def RenewLeases(self, request: job_pb2.RenewLeasesRequest, context: grpc.aio.ServicerContext) -> job_pb2.RenewLeasesResponse:
         renewals = await self._jobs.renew_leases(request.worker_id, list(request.ids), _optional_seconds(request, "lease_duration"))

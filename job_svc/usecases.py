@@ -103,6 +103,15 @@ class FinishReport:
 
 
 @dataclass(frozen=True)
+class FinishedBatch:
+    """FinishJobs' answer: the new status of each applied finish (an id missing: lease lost),
+    and the jobs its next claim leased."""
+
+    statuses: dict[str, JobStatus]
+    claimed: list[Job]
+
+
+@dataclass(frozen=True)
 class LeaseRenewal:
     job_id: str
     lease_expires_at: datetime | None  # None: lost
@@ -350,14 +359,27 @@ class JobUseCases:
         check_lease(job, worker_id, self.clock())
         raise FailedPrecondition(f"the lease of job {job.id} ended before this call")
 
-    async def finish_jobs(self, worker_id: str, finishes: Sequence[Finish]) -> dict[str, JobStatus]:
-        """FinishJobs: applies each finish whose lease the worker still holds; returns the new
-        status of those (an id missing from the answer lost its lease: nothing applied)."""
+    async def finish_jobs(self, worker_id: str, finishes: Sequence[Finish], next_claim: ClaimRequest | None = None) -> FinishedBatch:
+        """FinishJobs: applies each finish whose lease the worker still holds (in the finishes'
+        group commit); once they are committed, makes `next_claim` for the same worker, if any."""
         worker_id = validate_worker_id(worker_id)
         finishes = distinct_finishes(list(finishes))
         results = await self._finishes.submit(FinishGroup(worker_id, False, "finishes"), _of_this_call(finishes))
         self.outcomes_written()
-        return {f.job_id: status for f, (status, _) in zip(finishes, results) if status is not None}
+        statuses = {f.job_id: status for f, (status, _) in zip(finishes, results) if status is not None}
+        return FinishedBatch(statuses, await self._claim_next(next_claim) if next_claim is not None else [])
+
+    async def _claim_next(self, request: ClaimRequest) -> list[Job]:
+        """FinishJobs' next claim, as ClaimJobs without a wait makes it. Its finishes are committed
+        by now and their results are what the worker must not lose (a retried finish would answer
+        LOST), so a failing claim does not fail the call: it is logged and counted, and claims
+        nothing; the worker then goes back to a waiting ClaimJobs, which reports the error."""
+        try:
+            return await _shielded(self._claim(request))
+        except Exception:
+            log.exception("next_claim_failed", worker_id=request.worker_id, max_jobs=request.max_jobs)
+            metrics.NEXT_CLAIM_FAILURES.inc()
+            return []
 
     async def _finish_group(self, group: FinishGroup, finishes: Sequence[Finish]) -> list[tuple[JobStatus | None, Job | None]]:
         """The finishes of the calls sharing one transaction (a group commit runs it in its own

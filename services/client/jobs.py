@@ -193,6 +193,27 @@ class JobClient(ServiceClient[job_pb2_grpc.JobServiceStub]):
         request = pb.FinishJobsRequest(worker_id=worker_id, finishes=finishes)
         return list((await self.call(self.stub.FinishJobs, request, idempotent=False)).results)
 
+    async def finish_and_claim(
+        self,
+        worker_id: str,
+        finishes: Sequence[pb.JobFinish],
+        max_jobs: int,
+        *,
+        lease_s: float | None = None,
+        job_type: str = "",
+        dependencies: Iterable[str] = (),
+    ) -> pb.FinishJobsResponse:
+        """`finish`, then in the same call a claim of up to `max_jobs`, as `claim` without a wait
+        makes it: one round trip per cycle. The response holds `results` (as `finish` returns
+        them) and `claimed_jobs` (empty when nothing was claimable: wait with `claim`). The
+        finishes are applied first; a claim that fails after them claims nothing and the results
+        still come back."""
+        claim = pb.NextClaim(max_jobs=max_jobs, job_type=job_type, dependencies=list(dependencies))
+        if lease_s is not None:
+            claim.lease_duration.CopyFrom(duration(lease_s))
+        request = pb.FinishJobsRequest(worker_id=worker_id, finishes=finishes, next_claim=claim)
+        return await self.call(self.stub.FinishJobs, request, idempotent=False)
+
     async def renew(self, worker_id: str, job_ids: Sequence[str], lease_s: float, *, timeout_s: float | None = None) -> list[pb.LeaseRenewal]:
         """Extends 1..1000 leases to `lease_s` from now: one answer per id, HELD or LOST."""
         request = pb.RenewLeasesRequest(worker_id=worker_id, ids=job_ids, lease_duration=duration(lease_s))

@@ -16,6 +16,7 @@ from sqlalchemy import event, select, text
 from google.protobuf.duration_pb2 import Duration
 from job.v1 import job_pb2
 
+from job_svc import metrics
 from job_svc.domain import HoldKind, NewJob, QueuePolicy, RedriveSelector, RetryPolicy
 from job_svc.store import hold_key
 from job_svc.tables import breaker_outbox, job_dependencies
@@ -370,6 +371,102 @@ async def test_complete_job_stores_its_result(svc: RunningJobs) -> None:
     request.result.update({"score": 0.9, "tags": ["a"]})
     done = (await svc.stub.CompleteJob(request)).job
     assert dict(done.result) == {"score": 0.9, "tags": ["a"]} and done == await get(svc, job.id)
+
+
+# -- FinishJobs with next_claim -------------------------------------------------------------------
+
+
+def finish_and_claim(worker: str, finishes: list[job_pb2.JobFinish], max_jobs: int, dependencies: list[str], **fields: object) -> job_pb2.FinishJobsRequest:
+    claim = job_pb2.NextClaim(max_jobs=max_jobs, dependencies=dependencies, **fields)
+    return job_pb2.FinishJobsRequest(worker_id=worker, finishes=finishes, next_claim=claim)
+
+
+async def test_finish_jobs_with_a_next_claim_answers_the_finishes_and_leases_the_next_jobs(svc: RunningJobs) -> None:
+    dependency = unique()
+    await create_jobs(svc.stub, [dependency], 2, priority=-1)
+    later = await create_jobs(svc.stub, [dependency], 4)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 2))).jobs
+    answer = await svc.stub.FinishJobs(finish_and_claim(
+        "w1", [completion(claimed[0].id, emails=3), failure(claimed[1].id, "bad input")], 3, [dependency], lease_duration=seconds(120)
+    ))
+    assert [(r.id, r.lease_result) for r in answer.results] == [(claimed[0].id, HELD), (claimed[1].id, HELD)]
+    next_jobs = answer.claimed_jobs
+    assert [j.id for j in next_jobs] == [j.id for j in later[:3]]  # in claim order
+    for job in next_jobs:
+        assert (job.status, job.lease_owner, job.job_type, list(job.dependencies)) == (S.JOB_STATUS_PROCESSING, "w1", "enrich", [dependency])
+        assert job.lease_expire_time.ToDatetime(tzinfo=UTC) > svc.clock() + timedelta(seconds=110)
+        assert job == await get(svc, job.id)  # the whole job, as stored
+    assert dict((await get(svc, claimed[0].id)).result) == {"emails": 3}
+    # Leased: another worker gets only the job left over, and the first worker can finish them.
+    assert [j.id for j in (await svc.stub.ClaimJobs(claim_request("w2", [dependency], 10))).jobs] == [later[3].id]
+    results = (await svc.stub.FinishJobs(job_pb2.FinishJobsRequest(worker_id="w1", finishes=[completion(j.id) for j in next_jobs]))).results
+    assert {r.lease_result for r in results} == {HELD}
+
+
+async def test_a_next_claim_finds_an_empty_queue_and_lost_leases_are_still_answered_lost(svc: RunningJobs) -> None:
+    dependency, other = unique(), unique()
+    await create_jobs(svc.stub, [dependency], 2)
+    theirs = (await create_jobs(svc.stub, [other], 1))[0]
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 2))).jobs
+    finishes = [completion(claimed[0].id), completion(claimed[1].id), completion(theirs.id)]
+    answer = await svc.stub.FinishJobs(finish_and_claim("w1", finishes, 5, [dependency]))
+    assert [r.lease_result for r in answer.results] == [HELD, HELD, LOST]
+    assert list(answer.claimed_jobs) == []  # nothing claimable: back to a waiting ClaimJobs
+    # The lost item does not hold the claim back: it takes what is claimable.
+    await svc.stub.FinishJobs(job_pb2.FinishJobsRequest(worker_id="w1", finishes=[completion(claimed[0].id)]))
+    more = await create_jobs(svc.stub, [dependency], 1)
+    answer = await svc.stub.FinishJobs(finish_and_claim("w1", [completion(claimed[0].id)], 5, [dependency]))
+    assert [r.lease_result for r in answer.results] == [LOST]
+    assert [j.id for j in answer.claimed_jobs] == [more[0].id]
+    assert (await get(svc, theirs.id)).status == S.JOB_STATUS_PENDING
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"max_jobs": 0}, "next_claim.max_jobs must be between 1 and 1000, got 0"),
+    ({"max_jobs": 1001}, "next_claim.max_jobs must be between 1 and 1000"),
+    ({"lease_duration": Duration(seconds=0, nanos=500_000_000)}, "next_claim.lease_duration must be between 1s and 1h"),
+    ({"lease_duration": Duration(seconds=3601)}, "next_claim.lease_duration must be between 1s and 1h"),
+    ({"lease_duration": Duration(seconds=-1)}, "next_claim.lease_duration must not be negative"),
+    ({"dependencies": ["Bad Name"]}, "next_claim.dependencies 'Bad Name' is malformed"),
+    ({"dependencies": [f"d{i}" for i in range(21)]}, "next_claim.dependencies may name at most 20"),
+    ({"job_type": "x" * 101}, "next_claim.job_type must be at most 100 characters"),
+])
+async def test_a_bad_next_claim_is_refused_naming_its_field_and_nothing_is_applied(svc: RunningJobs, fields: dict, message: str) -> None:
+    dependency = unique()
+    await create_jobs(svc.stub, [dependency], 2)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 1))).jobs
+    claim = job_pb2.NextClaim(**{"max_jobs": 1, "dependencies": [dependency], **fields})
+    request = job_pb2.FinishJobsRequest(worker_id="w1", finishes=[completion(claimed[0].id)], next_claim=claim)
+    await expect_error(lambda: svc.stub.FinishJobs(request), INVALID, message)
+    assert (await get(svc, claimed[0].id)).status == S.JOB_STATUS_PROCESSING
+    jobs = (await svc.stub.ListJobs(job_pb2.ListJobsRequest(dependency=dependency))).jobs
+    assert sorted(j.status for j in jobs) == [S.JOB_STATUS_PENDING, S.JOB_STATUS_PROCESSING]
+
+
+async def test_a_next_claim_names_the_requests_own_worker_id(svc: RunningJobs) -> None:
+    request = finish_and_claim("", [completion(str(uuid.uuid4()))], 1, [])
+    details = await expect_error(lambda: svc.stub.FinishJobs(request), INVALID, "worker_id is required")
+    assert "next_claim" not in details
+
+
+async def test_a_next_claim_that_fails_after_the_finishes_committed_still_answers_them(
+    svc: RunningJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dependency = unique()
+    await create_jobs(svc.stub, [dependency], 2)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 1))).jobs
+
+    async def storage_down(_request: object) -> list:
+        raise ConnectionError("storage went away")
+
+    monkeypatch.setattr(svc.app.jobs, "_claim", storage_down)
+    failures_before = metrics.NEXT_CLAIM_FAILURES._value.get()
+    answer = await svc.stub.FinishJobs(finish_and_claim("w1", [completion(claimed[0].id)], 5, [dependency]))
+    assert [(r.lease_result, r.status) for r in answer.results] == [(HELD, S.JOB_STATUS_COMPLETED)]
+    assert list(answer.claimed_jobs) == [] and metrics.NEXT_CLAIM_FAILURES._value.get() == failures_before + 1
+    assert (await get(svc, claimed[0].id)).status == S.JOB_STATUS_COMPLETED
+    monkeypatch.undo()
+    assert len((await svc.stub.ClaimJobs(claim_request("w1", [dependency], 5))).jobs) == 1  # still pending
 
 
 # -- concurrent calls share transactions (services.batching) ------------------------------------

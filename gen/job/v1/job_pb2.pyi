@@ -293,13 +293,27 @@ class JobFinish(_message.Message):
     outcomes_recorded: bool
     def __init__(self, id: _Optional[str] = ..., call_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., completion: _Optional[_Union[JobCompletion, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ..., outcomes_recorded: _Optional[bool] = ...) -> None: ...
 
+class NextClaim(_message.Message):
+    __slots__ = ("max_jobs", "job_type", "dependencies", "lease_duration")
+    MAX_JOBS_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
+    max_jobs: int
+    job_type: str
+    dependencies: _containers.RepeatedScalarFieldContainer[str]
+    lease_duration: _duration_pb2.Duration
+    def __init__(self, max_jobs: _Optional[int] = ..., job_type: _Optional[str] = ..., dependencies: _Optional[_Iterable[str]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class FinishJobsRequest(_message.Message):
-    __slots__ = ("worker_id", "finishes")
+    __slots__ = ("worker_id", "finishes", "next_claim")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     FINISHES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CLAIM_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     finishes: _containers.RepeatedCompositeFieldContainer[JobFinish]
-    def __init__(self, worker_id: _Optional[str] = ..., finishes: _Optional[_Iterable[_Union[JobFinish, _Mapping]]] = ...) -> None: ...
+    next_claim: NextClaim
+    def __init__(self, worker_id: _Optional[str] = ..., finishes: _Optional[_Iterable[_Union[JobFinish, _Mapping]]] = ..., next_claim: _Optional[_Union[NextClaim, _Mapping]] = ...) -> None: ...
 
 class JobFinishResult(_message.Message):
     __slots__ = ("id", "lease_result", "status")
@@ -312,10 +326,12 @@ class JobFinishResult(_message.Message):
     def __init__(self, id: _Optional[str] = ..., lease_result: _Optional[_Union[LeaseResult, str]] = ..., status: _Optional[_Union[JobStatus, str]] = ...) -> None: ...
 
 class FinishJobsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "claimed_jobs")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_JOBS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[JobFinishResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[JobFinishResult, _Mapping]]] = ...) -> None: ...
+    claimed_jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, results: _Optional[_Iterable[_Union[JobFinishResult, _Mapping]]] = ..., claimed_jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
 
 class RenewLeasesRequest(_message.Message):
     __slots__ = ("worker_id", "ids", "lease_duration")

@@ -188,6 +188,8 @@ class JobServiceServicer:
         """Completes and fails 1..1000 claims of one worker in one call. Answered per item, in
         request order: applied (the worker held the lease) or lease lost (nothing applied for
         that item). Invalid input fails the whole call with INVALID_ARGUMENT naming the index.
+        With `next_claim`, the same call then claims the worker's next jobs (one round trip per
+        cycle instead of a FinishJobs and a ClaimJobs): see FinishJobsRequest.next_claim.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
