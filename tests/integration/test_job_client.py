@@ -96,3 +96,25 @@ async def test_sync_job_client_is_shared_by_threads(served: RunningJobs) -> None
             return sorted(json_format.MessageToDict(jobs.get(j.id).payload)["n"] for j in created)
 
     assert await asyncio.to_thread(from_threads) == list(range(8))  # job_svc serves on this loop meanwhile
+
+
+async def test_finish_and_claim_answers_the_finishes_and_the_next_jobs_in_one_call(jobs: JobClient, served: RunningJobs) -> None:
+    job_type, dependency = unique("type"), unique()
+    first = await jobs.create(job_type, [dependency])
+    (claimed,) = await jobs.claim("w3", 1, job_type=job_type)
+    rest = [await jobs.create(job_type, [dependency], {"n": n}) for n in range(2)]
+    done = completion(struct({"ok": 1}))
+    done.id = claimed.id
+    answer = await jobs.finish_and_claim("w3", [done], 5, lease_s=90, job_type=job_type, dependencies=[dependency])
+    assert [(r.id, r.lease_result) for r in answer.results] == [(first.id, P.LEASE_RESULT_HELD)]
+    assert [(j.id, j.status, j.lease_owner) for j in answer.claimed_jobs] == [(j.id, P.JOB_STATUS_PROCESSING, "w3") for j in rest]
+
+    def from_a_thread() -> P.FinishJobsResponse:
+        with SyncJobClient(f"127.0.0.1:{served.app.port}", tls=None) as sync_jobs:
+            finishes = [completion() for _ in rest]
+            for finish, job in zip(finishes, rest):
+                finish.id = job.id
+            return sync_jobs.finish_and_claim("w3", finishes, 5, job_type=job_type)
+
+    answer = await asyncio.to_thread(from_a_thread)
+    assert [r.lease_result for r in answer.results] == [P.LEASE_RESULT_HELD] * 2 and not answer.claimed_jobs
