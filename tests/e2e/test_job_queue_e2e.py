@@ -63,10 +63,13 @@ async def test_the_readmes_job_commands_work_verbatim_through_grpcurl_and_sigter
     ids = {"<id2>": claimed[0]["id"], "<id>": claimed[1]["id"]}
     renewals = run("RenewLeases", ids)["renewals"]
     assert [r["lease_result"] for r in renewals] == ["LEASE_RESULT_HELD"] * 2
-    results = run("FinishJobs", ids)["results"]
-    assert [(r["lease_result"], r["status"]) for r in results] == [
+    async with grpc.aio.insecure_channel(process.address) as channel:
+        next_job = (await job_pb2_grpc.JobServiceStub(channel).CreateJob(create_request(["apollo"], payload={"lead": 9}))).job
+    finished = run("FinishJobs", ids)
+    assert [(r["lease_result"], r["status"]) for r in finished["results"]] == [
         ("LEASE_RESULT_HELD", "JOB_STATUS_COMPLETED"), ("LEASE_RESULT_HELD", "JOB_STATUS_FAILED")
     ]
+    assert [(j["id"], j["status"], j["lease_owner"]) for j in finished["claimed_jobs"]] == [(next_job.id, "JOB_STATUS_PROCESSING", "w1")]
     assert run("GetJob", ids)["job"]["result"] == {"emails": 3}
     assert [j["id"] for j in run("ListJobs")["jobs"]] == [ids["<id2>"]]
     assert run("RedriveJobs")["redriven_count"] == "1"

@@ -1,8 +1,10 @@
 """The Worker against real job_svc and breaker_svc (in this process, over real gRPC channels, on
 SQLite): results stored, ordinary and provider failures, an open breaker, lease renewal, a lost
-lease, the concurrency limit."""
+lease, the concurrency limit, finishes that claim the next jobs (and claim nothing once the worker
+stops)."""
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -246,3 +248,80 @@ async def test_a_lost_lease_cancels_the_handler_and_its_late_result_is_not_appli
             job = await on.jobs.get(created.id)
     assert job.status == P.JOB_STATUS_PROCESSING and job.lease_owner == "thief"
     assert not job.HasField("result")
+
+
+class CountedCalls:
+    """Counts the JobClient calls that claim: ClaimJobs, and FinishJobs with a next claim (and the
+    jobs those claimed)."""
+
+    def __init__(self, jobs: JobClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.claims = self.finish_claims = self.claimed_by_finishes = 0
+        claim, finish_and_claim = jobs.claim, jobs.finish_and_claim
+
+        async def counted_claim(*args: Any, **kwargs: Any) -> list[job_pb2.Job]:
+            self.claims += 1
+            return await claim(*args, **kwargs)
+
+        async def counted_finish_and_claim(*args: Any, **kwargs: Any) -> job_pb2.FinishJobsResponse:
+            answer = await finish_and_claim(*args, **kwargs)
+            self.finish_claims += 1
+            self.claimed_by_finishes += len(answer.claimed_jobs)
+            return answer
+
+        monkeypatch.setattr(jobs, "claim", counted_claim)
+        monkeypatch.setattr(jobs, "finish_and_claim", counted_finish_and_claim)
+
+
+async def test_finishes_claim_the_next_jobs_so_a_busy_queue_takes_one_call_per_batch(
+    shared: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_type, dependency = unique("type"), unique()
+    ran: list[str] = []
+
+    async def quick(job: JobContext) -> dict:
+        ran.append(job.id)
+        await asyncio.sleep(0.01)
+        return {"n": job.payload["n"]}
+
+    created = [await shared.jobs.create(job_type, [dependency], {"n": n}) for n in range(40)]
+    calls = CountedCalls(shared.jobs, monkeypatch)
+    async with running(one_handler(job_type, quick, concurrency=4), shared):
+        for job in created:
+            done = await final(shared, job.id, P.JOB_STATUS_COMPLETED)
+            assert json_format.MessageToDict(done.result) == {"n": json_format.MessageToDict(job.payload)["n"]}
+    assert sorted(ran) == sorted(j.id for j in created)  # each once
+    assert calls.claimed_by_finishes >= 30  # the first claim took 4; finishes claimed (nearly) all the rest
+    assert calls.claims <= 4  # the first, and waiting ones once finishes found the queue empty
+
+
+async def test_a_stopping_worker_sends_its_last_finishes_without_claiming(shared: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_type, dependency = unique("type"), unique()
+    started = asyncio.Event()
+
+    async def slow(job: JobContext) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+
+    created = [await shared.jobs.create(job_type, [dependency]) for _ in range(10)]
+    calls = CountedCalls(shared.jobs, monkeypatch)
+    async with running(one_handler(job_type, slow, concurrency=2), shared):
+        await asyncio.wait_for(started.wait(), 10)
+    statuses = Counter([(await shared.jobs.get(job.id)).status for job in created])
+    assert statuses == {P.JOB_STATUS_COMPLETED: 2, P.JOB_STATUS_PENDING: 8}  # drained, nothing more claimed
+    assert calls.finish_claims == 0
+
+
+async def test_finishes_of_several_job_types_claim_for_the_type_most_of_them_ran(shared: Stack) -> None:
+    types, dependency = [unique("type") for _ in range(2)], unique()
+    worker = Worker(claim_wait_s=5, concurrency=4)
+    for job_type in types:
+
+        @worker.handler(job_type)
+        async def quick(job: JobContext) -> dict:
+            await asyncio.sleep(0.01)
+            return {"type": job.job_type}
+
+    created = [await shared.jobs.create(types[n % 2], [dependency]) for n in range(30)]
+    async with running(worker, shared):
+        for job in created:
+            assert json_format.MessageToDict((await final(shared, job.id, P.JOB_STATUS_COMPLETED)).result) == {"type": job.job_type}

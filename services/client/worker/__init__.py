@@ -29,13 +29,17 @@ How it runs:
   `batch_window_s` (5 ms) so that claims, like finishes, go out in batches;
 - leases (`lease_s`) are renewed in the background, all in one call, so a handler may run as
   long as it needs; a job whose lease is lost is cancelled and its result never sent;
-- finishes go to job_svc in FinishJobs batches (after `batch_window_s`, or at `finish_batch`);
+- finishes go to job_svc in FinishJobs batches (after `batch_window_s`, or at `finish_batch`),
+  and the slots of a batch's jobs go with it: the same call claims the next jobs for them
+  (`next_claim`, for the job type most of the batch ran), so a busy queue costs one round trip
+  per batch; slots it finds no job for go back to the waiting claims;
 - SIGTERM or SIGINT (or `stop()`): no more claims (a waiting claim is ended), running handlers
   get `grace_s` to finish, finishes are flushed, and `run()` returns (the command exits 0).
   Handlers still running after the grace period are cancelled and their jobs left to their
   leases: job_svc hands them out again once the lease expires, spending no attempt (it counts
-  the lost lease: at JOB_MAX_LEASE_EXPIRATIONS a job fails). A claim that was being answered
-  at the very moment of the stop is left to its lease the same way.
+  the lost lease: at JOB_MAX_LEASE_EXPIRATIONS a job fails). The finishes sent after the stop
+  claim nothing; a claim that was being answered at the very moment of the stop (a waiting
+  one, or a FinishJobs' next claim) is left to its lease the same way.
 """
 
 from services.client.worker.runner import JobContext, Worker

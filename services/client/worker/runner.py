@@ -9,7 +9,8 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -184,7 +185,12 @@ class Slots:
 
 
 class _Run:
-    """One `Worker.run()`: the claim loops, the running handlers, leases and finishes."""
+    """One `Worker.run()`: the claim loops, the running handlers, leases and finishes.
+
+    The slot of a handler that ended with a finish goes with its finish: the FinishJobs call
+    that sends it claims, in the same call, the next jobs for the slots of its batch
+    (`next_claim`, one round trip per cycle instead of a ClaimJobs and a FinishJobs). Slots that
+    claim finds no job for go back to the claim loops, which wait for work with ClaimJobs."""
 
     def __init__(self, worker: Worker, jobs: JobClient, breakers: BreakerClient) -> None:
         self.worker = worker
@@ -192,6 +198,8 @@ class _Run:
         self.breakers = breakers
         self.running: dict[str, asyncio.Task[None]] = {}
         self.abandoned: set[asyncio.Task[None] | None] = set()  # handlers whose lease was lost
+        self.carried: dict[str, str] = {}  # job id of a finish not yet sent -> job type of the slot it holds
+        self.stopping = False  # no more claims, finishes' included
         self.slots = Slots(worker.concurrency, gather_s=worker.batch_window_s)
         self.leases = LeaseKeeper(self._renew, worker.lease_s, self._lease_lost)
         self.finishes = FinishBatcher(
@@ -208,6 +216,7 @@ class _Run:
         try:
             await asyncio.wait([*claims, stopped], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.stopping = True
             for task in (*claims, stopped):
                 task.cancel()  # ends a waiting claim at once
             await asyncio.gather(*claims, stopped, return_exceptions=True)
@@ -243,12 +252,18 @@ class _Run:
                 backoff.reset()
             elif loop.time() - claimed_at < worker.claim_wait_s / 2:
                 await backoff.wait()  # answered early with nothing: job_svc is shutting down, or lost a race
-            for job in claimed:
-                self.leases.hold(job.id, claimed_at)
-                self.running[job.id] = asyncio.create_task(self._handle(job), name=f"job-{job.id}")
+            self._start(claimed, claimed_at)
+
+    def _start(self, claimed: Iterable[job_pb2.Job], claimed_at: float) -> None:
+        """Runs claimed jobs, each in a slot reserved for it, their leases held from `claimed_at`
+        (loop time taken before the claim was sent)."""
+        for job in claimed:
+            self.leases.hold(job.id, claimed_at)
+            self.running[job.id] = asyncio.create_task(self._handle(job), name=f"job-{job.id}")
 
     async def _handle(self, job: job_pb2.Job) -> None:
         this = asyncio.current_task()
+        submitted = False
         try:
             try:
                 value = await self.worker.handlers[job.job_type](JobContext(job, self.breakers))
@@ -258,11 +273,15 @@ class _Run:
                 finish = finish_returned(job, value)
             if this not in self.abandoned:  # a handler may outlive the cancellation of a lost lease
                 self.finishes.submit(finish)
+                submitted = True
         finally:
             self.abandoned.discard(this)
             if self.running.get(job.id) is this:
                 del self.running[job.id]
-            self.slots.give_back(1)
+            if submitted:
+                self.carried[job.id] = job.job_type  # its finish claims the slot's next job
+            else:
+                self.slots.give_back(1)
 
     def _lease_lost(self, job_id: str) -> None:
         task = self.running.get(job_id)
@@ -287,4 +306,26 @@ class _Run:
         return [r.id for r in renewals if r.lease_result != job_pb2.LEASE_RESULT_HELD]
 
     async def _send_finishes(self, batch: list[job_pb2.JobFinish]) -> list[job_pb2.JobFinishResult]:
-        return await self.jobs.finish(self.worker.worker_id, batch)
+        """FinishJobs, claiming the next jobs for the slots its finishes carry: of the job type
+        most of them ran (the others go back to the claim loops). A batch sent again (after an
+        error) carries none: its slots went back when it was first sent. While stopping, nothing
+        is claimed."""
+        slots = Counter(self.carried.pop(finish.id) for finish in batch if finish.id in self.carried)
+        if self.stopping or not slots:
+            self.slots.give_back(slots.total())
+            return await self.jobs.finish(self.worker.worker_id, batch)
+        [(job_type, count)] = slots.most_common(1)
+        self.slots.give_back(slots.total() - count)
+        claimed_at = asyncio.get_running_loop().time()
+        try:
+            answer = await self.jobs.finish_and_claim(self.worker.worker_id, batch, count, lease_s=self.worker.lease_s, job_type=job_type)
+        except BaseException:
+            self.slots.give_back(count)
+            raise
+        claimed = list(answer.claimed_jobs)
+        if self.stopping and claimed:  # answered after the stop: as a claim the stop cut short
+            log.warning("left_to_leases jobs=%d claimed_as_the_worker_stopped", len(claimed))
+            claimed = []
+        self.slots.give_back(count - len(claimed))
+        self._start(claimed, claimed_at)
+        return list(answer.results)
