@@ -7,7 +7,7 @@ with fresh ids (UUIDv7s, made as job_svc makes them; JOB_VIEW_BASIC: id and stat
 answer up to `max_jobs` jobs built as job_svc builds them (payload {"n": i}, timestamps, lease)
 while the count lasts, and a claim with `wait` on an empty queue waits for the next create;
 completions and finishes answer as for a held lease (a completed job without its payload: none
-is kept). It has job_svc's grpc server options and garbage-collector tuning and no interceptors,
+is kept), and FinishJobs' `next_claim` claims as ClaimJobs without a wait does. It has job_svc's grpc server options and garbage-collector tuning and no interceptors,
 and serves grpc.health.v1 only so that launchers can wait for it
 (tests.support.processes.ServiceProcess). Calls the bench does not make are UNIMPLEMENTED.
 
@@ -73,7 +73,11 @@ class BareJobService(job_pb2_grpc.JobServiceServicer):
                 await asyncio.wait_for(self.created.wait(), request.wait.ToNanoseconds() / 1e9)
             except TimeoutError:
                 return job_pb2.ClaimJobsResponse()
-        count = min(request.max_jobs, self.queued)
+        return job_pb2.ClaimJobsResponse(jobs=self._claim(request.worker_id, request.max_jobs, request))
+
+    def _claim(self, worker_id: str, max_jobs: int, request: job_pb2.ClaimJobsRequest | job_pb2.NextClaim) -> list[job_pb2.Job]:
+        """Up to `max_jobs` of the queued jobs, leased for the request's lease_duration."""
+        count = min(max_jobs, self.queued)
         self.queued -= count
         now = datetime.now(UTC)
         lease_s = request.lease_duration.ToNanoseconds() / 1e9 if request.HasField("lease_duration") else DEFAULT_LEASE_S
@@ -83,13 +87,13 @@ class BareJobService(job_pb2_grpc.JobServiceServicer):
             job = job_pb2.Job(
                 id=id_, job_type=self.job_type, dependencies=self.dependencies,
                 status=job_pb2.JOB_STATUS_PROCESSING, attempts=1, max_attempts=DEFAULT_MAX_ATTEMPTS,
-                lease_owner=request.worker_id, lease_expire_time=lease_expires, run_after_time=updated, create_time=updated,
+                lease_owner=worker_id, lease_expire_time=lease_expires, run_after_time=updated, create_time=updated,
                 update_time=updated,
             )
             job.payload.update({"n": n})
             jobs.append(job)
         self.claimed += count
-        return job_pb2.ClaimJobsResponse(jobs=jobs)
+        return jobs
 
     async def CompleteJob(self, request: job_pb2.CompleteJobRequest, context: grpc.aio.ServicerContext) -> job_pb2.CompleteJobResponse:
         now = timestamp(datetime.now(UTC))
@@ -101,10 +105,14 @@ class BareJobService(job_pb2_grpc.JobServiceServicer):
 
     async def FinishJobs(self, request: job_pb2.FinishJobsRequest, context: grpc.aio.ServicerContext) -> job_pb2.FinishJobsResponse:
         await refuse_batch_size(len(request.finishes), context)
-        return job_pb2.FinishJobsResponse(results=[
-            job_pb2.JobFinishResult(id=f.id, lease_result=job_pb2.LEASE_RESULT_HELD, status=job_pb2.JOB_STATUS_COMPLETED)
-            for f in request.finishes
-        ])
+        claim = request.next_claim
+        return job_pb2.FinishJobsResponse(
+            results=[
+                job_pb2.JobFinishResult(id=f.id, lease_result=job_pb2.LEASE_RESULT_HELD, status=job_pb2.JOB_STATUS_COMPLETED)
+                for f in request.finishes
+            ],
+            claimed_jobs=self._claim(request.worker_id, claim.max_jobs, claim) if request.HasField("next_claim") else [],
+        )
 
 
 def new_job(request: job_pb2.CreateJobRequest, job_id: str, created: Timestamp) -> job_pb2.Job:

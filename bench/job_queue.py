@@ -22,12 +22,16 @@ Paths (N = --jobs, default 5,000):
   asks for JOB_VIEW_BASIC (ids and statuses back, not whole jobs), since pgqueuer's enqueue
   returns only ids, and carries no request ids (pgqueuer's enqueue has no dedupe key here);
 - drain of N queued jobs by 4 workers, each with its own channel / connection:
-  ClaimJobs(max 10) then one CompleteJob per job, or one FinishJobs per claim, against
-  4 `QueueManager`s in drain mode with batch_size 10 (their completions are buffered and
-  written in batches; the time ends when every manager has returned, buffers flushed);
-- end to end: one producer enqueuing batches of 100 while 4 workers take them: waiting
-  ClaimJobs(max 10, wait 1 s) + FinishJobs against 4 continuous `QueueManager`s; time from
-  the first enqueue until the last job is finished;
+  ClaimJobs(max 10) then one CompleteJob per job; or one call per batch: a first
+  ClaimJobs(max 10), then FinishJobs of the claim with `next_claim` (max 10) claiming the
+  next batch in the same call, until it claims none (a last ClaimJobs makes sure the queue
+  is empty); against 4 `QueueManager`s in drain mode with batch_size 10 (their completions
+  are buffered and written in batches; the time ends when every manager has returned,
+  buffers flushed);
+- end to end: one producer enqueuing batches of 100 while 4 workers take them: a waiting
+  ClaimJobs(max 10, wait 1 s) when a worker holds no job, else FinishJobs with `next_claim`
+  (max 10), against 4 continuous `QueueManager`s; time from the first enqueue until the last
+  job is finished;
 - wake-up: one idle worker (a waiting ClaimJobs / a `QueueManager` woken by LISTEN/NOTIFY),
   one job enqueued at a time; latency from sending the enqueue until the worker has the job.
 
@@ -298,36 +302,48 @@ class BareSide(JobV1Side):
 
 
 async def drain_worker(stub: job_pb2_grpc.JobServiceStub, name: str, batched: bool) -> int:
-    """Claims CLAIM_BATCH at a time until the queue is empty; finishes each claim with one
-    CompleteJob per job, or one FinishJobs. Returns the jobs it finished."""
+    """Claims CLAIM_BATCH at a time until the queue is empty. Either one CompleteJob per job,
+    or one call per batch: FinishJobs of the claim, which claims the next CLAIM_BATCH
+    (`next_claim`), until it finds none; a ClaimJobs then makes sure the queue is empty.
+    Returns the jobs it finished."""
     done = 0
     while claimed := (await stub.ClaimJobs(claim_request(name))).jobs:
         if batched:
-            await finish_all(stub, name, claimed)
+            while claimed:
+                done += len(claimed)
+                claimed = await finish_all(stub, name, claimed)
         else:
             # Each job of a claim completes on its own, as soon as it is done: pgqueuer's
             # QueueManager runs the jobs of a batch as concurrent tasks, as services.client's
             # Worker does.
             await asyncio.gather(*(stub.CompleteJob(job_pb2.CompleteJobRequest(id=job.id, worker_id=name)) for job in claimed))
-        done += len(claimed)
+            done += len(claimed)
     return done
 
 
-async def finish_all(stub: job_pb2_grpc.JobServiceStub, name: str, claimed: Sequence[job_pb2.Job]) -> None:
+async def finish_all(stub: job_pb2_grpc.JobServiceStub, name: str, claimed: Sequence[job_pb2.Job]) -> Sequence[job_pb2.Job]:
+    """FinishJobs of a whole claim, claiming the next CLAIM_BATCH in the same call: returns
+    those (none: nothing was claimable)."""
     finishes = [job_pb2.JobFinish(id=job.id, completion=job_pb2.JobCompletion()) for job in claimed]
-    results = (await stub.FinishJobs(job_pb2.FinishJobsRequest(worker_id=name, finishes=finishes))).results
-    assert all(r.lease_result == job_pb2.LEASE_RESULT_HELD for r in results), f"{name} lost a lease"
+    next_claim = job_pb2.NextClaim(max_jobs=CLAIM_BATCH, dependencies=[DEPENDENCY], lease_duration=LEASE)
+    answer = await stub.FinishJobs(job_pb2.FinishJobsRequest(worker_id=name, finishes=finishes, next_claim=next_claim))
+    assert all(r.lease_result == job_pb2.LEASE_RESULT_HELD for r in answer.results), f"{name} lost a lease"
+    return answer.claimed_jobs
 
 
 async def stream_worker(stub: job_pb2_grpc.JobServiceStub, name: str, n: int, finished: list[int], all_done: asyncio.Event) -> None:
-    """Waiting claims + FinishJobs until all n jobs are finished (by any worker)."""
+    """Until all n jobs are finished (by any worker): a waiting claim when it holds no job,
+    else FinishJobs claiming the next jobs."""
+    claimed: Sequence[job_pb2.Job] = []
     while True:
-        claimed = (await stub.ClaimJobs(claim_request(name, wait_s=CLAIM_WAIT_S))).jobs
-        if claimed:
-            await finish_all(stub, name, claimed)
-            finished[0] += len(claimed)
-            if finished[0] >= n:
-                all_done.set()
+        if not claimed:
+            claimed = (await stub.ClaimJobs(claim_request(name, wait_s=CLAIM_WAIT_S))).jobs
+            continue
+        count = len(claimed)
+        claimed = await finish_all(stub, name, claimed)
+        finished[0] += count
+        if finished[0] >= n:
+            all_done.set()
 
 
 # -- pgqueuer --------------------------------------------------------------------------------

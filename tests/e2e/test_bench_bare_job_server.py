@@ -26,6 +26,16 @@ async def test_the_bare_server_serves_every_path_of_the_queue_bench(tmp_path: Pa
             assert all(j.HasField("lease_expire_time") and j.HasField("create_time") for j in claimed)
             completed = await stub.CompleteJob(job_pb2.CompleteJobRequest(id=claimed[0].id, worker_id="w"))
             assert (completed.job.id, completed.job.status) == (claimed[0].id, job_pb2.JOB_STATUS_COMPLETED)
+            await stub.CreateJobs(job_pb2.CreateJobsRequest(jobs=[create_request(n) for n in range(2, 5)]))
+            # FinishJobs' next claim claims as ClaimJobs does, as job_svc's does.
+            finish = job_pb2.JobFinish(id=claimed[1].id, completion=job_pb2.JobCompletion())
+            request = job_pb2.FinishJobsRequest(worker_id="w", finishes=[finish], next_claim=job_pb2.NextClaim(max_jobs=10))
+            answer = await stub.FinishJobs(request)
+            assert [r.lease_result for r in answer.results] == [job_pb2.LEASE_RESULT_HELD]
+            assert [(j.status, j.lease_owner, j.payload["n"]) for j in answer.claimed_jobs] == [
+                (job_pb2.JOB_STATUS_PROCESSING, "w", n) for n in range(2, 5)
+            ]
+            assert not (await stub.FinishJobs(request)).claimed_jobs  # the queue is empty
 
         for batched in (False, True):
             await side.empty()
