@@ -16,6 +16,8 @@ be counted is set aside (kept in the table with its error, logged, counted in a 
 """
 
 import asyncio
+import math
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -68,6 +70,7 @@ class OutcomeForwarder:
         self._batch_size = batch_size
         self._poll_s = poll_s
         self._linger_s = linger_s
+        self._last_sent_at = -math.inf
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._timeout_s = timeout_s
@@ -100,15 +103,16 @@ class OutcomeForwarder:
                     await self._wait_for_outcomes()
 
     async def _wait_for_outcomes(self) -> None:
-        """Until outcomes are written (or the poll period ends), then `linger_s` more: under load
-        each finish wakes the forwarder, and without the linger every few finishes would cost a
-        batch of their own (two transactions and a call to breaker_svc); with it, the finishes
-        of the next few milliseconds go in one batch. An outcome reaches breaker_svc that much later."""
+        """Until outcomes are written (or the poll period ends), and no sooner than `linger_s`
+        after the previous batch went: under load each finish wakes the forwarder, and every few
+        finishes would otherwise cost a batch of their own (two transactions and a call to
+        breaker_svc); with the linger, the finishes of those milliseconds share one. Outcomes
+        written after a quiet spell go at once."""
         try:
             await asyncio.wait_for(self._wake.wait(), self._poll_s)
         except TimeoutError:
             return
-        await asyncio.sleep(self._linger_s)
+        await asyncio.sleep(self._last_sent_at + self._linger_s - time.monotonic())
 
     async def forward_once(self, stub: breaker_pb2_grpc.BreakerServiceStub) -> int:
         """Sends the next batch; returns how many outcomes it held. Raises after a failure that
@@ -117,6 +121,7 @@ class OutcomeForwarder:
         batch = await self._store.claim_outbox_batch(self._batch_size, _now(), lease_s=2 * self._timeout_s)
         if batch is None:
             return 0
+        self._last_sent_at = time.monotonic()
         request, unsendable = _request(batch)
         if unsendable:
             await self._set_aside(unsendable, "the outcome cannot be expressed in a RecordOutcomeBatchesRequest")

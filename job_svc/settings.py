@@ -14,8 +14,8 @@ Queue:    JOB_RETRY_BASE_S / JOB_RETRY_MAX_S (retry backoff: base * 2^(attempt-1
           604800 = 7 days; 0 keeps them for ever), JOB_RETENTION_BATCH (rows per delete, 1000).
 Outcomes: JOB_OUTBOX_BATCH (outcomes sent to breaker_svc per call, default 200),
           JOB_OUTBOX_RETRY_MAX_S (cap of the retry backoff while breaker_svc is down, default 10),
-          JOB_OUTBOX_LINGER_S (how long written outcomes wait for more to join their batch,
-          default 0.02).
+          JOB_OUTBOX_LINGER_S (the least time between two batches: outcomes written sooner
+          after the last one wait and share the next batch, default 0.02).
 The server itself: JOB_HOST, JOB_PORT (50053), JOB_METRICS_PORT, JOB_HEALTH_PORT, ADMIN_TOKEN,
 SERVICE_TOKEN (also sent to breaker_svc), TLS_*, SHUTDOWN_GRACE_S, LOG_LEVEL (services.config.ServerSettings).
 """
