@@ -409,3 +409,52 @@ def counts_by_dependency() -> Any:
         .select_from(joined)
         .group_by(job_dependencies.c.dependency, jobs.c.status)
     )
+
+
+# -- the outcome outbox (job_svc.forwarder) -----------------------------------------------------
+
+OUTBOX_COLUMNS = (
+    breaker_outbox.c.id, breaker_outbox.c.dependency, breaker_outbox.c.success, breaker_outbox.c.duration_s,
+    breaker_outbox.c.request_id,
+)
+
+
+@cache
+def claim_outbox_batch(postgres: bool) -> Any:
+    """The batch to send next, leased until :lease_until, in one statement (no transaction
+    around it): the oldest batch formed before whose lease is free (a resend: same id, same
+    rows), else a new one, :new_batch_id, of the oldest :limit rows in no batch. SKIP LOCKED on
+    PostgreSQL: replicas take different rows. Returns the rows, each with its batch id."""
+    outbox = breaker_outbox.c
+    formed = (
+        select(outbox.batch_id)
+        .where(outbox.batch_id.is_not(None), outbox.set_aside_at.is_(None))
+        .where(or_(outbox.lease_until.is_(None), outbox.lease_until < bindparam("now")))
+        .order_by(outbox.id)
+        .limit(1)
+    )
+    formed_batch = _skipping_locked(formed, postgres).cte("formed")
+    fresh = (
+        select(outbox.id)
+        .where(outbox.batch_id.is_(None), outbox.set_aside_at.is_(None), ~exists(select(formed_batch.c.batch_id)))
+        .order_by(outbox.id)
+        .limit(bindparam("limit"))
+    )
+    fresh_rows = _skipping_locked(fresh, postgres).cte("fresh")
+    formed_id = select(formed_batch.c.batch_id).scalar_subquery()
+    return (
+        update(breaker_outbox)
+        .where(outbox.set_aside_at.is_(None), or_(outbox.batch_id == formed_id, outbox.id.in_(select(fresh_rows.c.id))))
+        .values(batch_id=func.coalesce(formed_id, bindparam("new_batch_id")), lease_until=bindparam("lease_until"))
+        .returning(outbox.batch_id, *OUTBOX_COLUMNS)
+    )
+
+
+def _skipping_locked(query: Select[Any], postgres: bool) -> Select[Any]:
+    return query.with_for_update(skip_locked=True) if postgres else query
+
+
+@cache
+def delete_outbox_batch() -> Any:
+    """The rows of batch :batch_id still to be sent (not those of it set aside)."""
+    return delete(breaker_outbox).where(breaker_outbox.c.batch_id == bindparam("batch_id"), breaker_outbox.c.set_aside_at.is_(None))

@@ -98,63 +98,44 @@ class JobStore:
     @asynccontextmanager
     async def statements(self) -> AsyncIterator["JobTx"]:
         """For work whose every statement stands alone (one UPDATE that claims, renews or
-        completes, a read): on PostgreSQL each statement is its own transaction (autocommit),
-        which saves the BEGIN and COMMIT round trips; SQLite runs them in a transaction."""
-        if self.engine.dialect.name != "postgresql":
-            async with self.transaction() as tx:
-                yield tx
-            return
-        async with self.engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        completes, a read): see `_autocommit`."""
+        async with self._autocommit() as connection:
             tx = JobTx(connection, self.mirror, self.signal, wakes_after_commit=[])
             yield tx
         tx.wake_committed()
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """On PostgreSQL each statement is its own transaction (autocommit), which saves the
+        BEGIN and COMMIT round trips; SQLite runs them in a transaction."""
+        if self.engine.dialect.name != "postgresql":
+            async with self.engine.begin() as connection:
+                yield connection
+            return
+        async with self.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
 
     def within(self, connection: AsyncConnection) -> "JobTx":
         """The statements of this store inside a transaction someone else opened (the mirror's)."""
         return JobTx(connection, self.mirror, self.signal)
 
     # -- the outcome outbox (job_svc.forwarder) --------------------------------------------------
-    # Each method is one short transaction: nothing is held open while a batch is on the wire.
+    # Each method is one short statement or transaction: nothing is held open while a batch is on the wire.
 
     async def claim_outbox_batch(self, limit: int, now: datetime, lease_s: float) -> OutboxBatch | None:
-        """The batch to send next, leased to the caller for `lease_s`: the oldest batch formed
-        before whose lease is free (a resend: same id, same rows), else a new one of the oldest
-        `limit` rows not yet in a batch. SKIP LOCKED on PostgreSQL: replicas take different rows."""
-        lease_until = now + timedelta(seconds=lease_s)
-        async with self.engine.begin() as connection:
-            formed = (
-                select(breaker_outbox.c.batch_id)
-                .where(breaker_outbox.c.batch_id.is_not(None), breaker_outbox.c.set_aside_at.is_(None))
-                .where(or_(breaker_outbox.c.lease_until.is_(None), breaker_outbox.c.lease_until < now))
-                .order_by(breaker_outbox.c.id)
-                .limit(1)
-            )
-            batch_id = await connection.scalar(self._skip_locked(formed))
-            if batch_id is not None:
-                chosen = breaker_outbox.c.batch_id == batch_id
-            else:
-                batch_id = uuid.uuid4().hex
-                unbatched = (
-                    select(breaker_outbox.c.id)
-                    .where(breaker_outbox.c.batch_id.is_(None), breaker_outbox.c.set_aside_at.is_(None))
-                    .order_by(breaker_outbox.c.id)
-                    .limit(limit)
-                )
-                chosen = breaker_outbox.c.id.in_(self._skip_locked(unbatched))
-            statement = (
-                update(breaker_outbox)
-                .where(chosen, breaker_outbox.c.set_aside_at.is_(None))
-                .values(batch_id=batch_id, lease_until=lease_until)
-                .returning(*_OUTBOX_COLUMNS)
-            )
-            rows = sorted((OutboxRow(*row) for row in await connection.execute(statement)), key=lambda row: row.id)
-        return OutboxBatch(batch_id, rows) if rows else None
+        """The batch to send next, leased to the caller for `lease_s` (statements.claim_outbox_batch)."""
+        values = {"now": now, "limit": limit, "new_batch_id": uuid.uuid4().hex, "lease_until": now + timedelta(seconds=lease_s)}
+        async with self._autocommit() as connection:
+            rows = list(await connection.execute(statements.claim_outbox_batch(self.engine.dialect.name == "postgresql"), values))
+        if not rows:
+            return None
+        return OutboxBatch(rows[0].batch_id, sorted((OutboxRow(*row[1:]) for row in rows), key=lambda row: row.id))
 
     async def delete_outbox_batch(self, batch_id: str) -> None:
         """breaker_svc counted the batch (the rows of it set aside stay)."""
-        async with self.engine.begin() as connection:
-            await connection.execute(delete(breaker_outbox).where(_in_batch(batch_id)))
+        async with self._autocommit() as connection:
+            await connection.execute(statements.delete_outbox_batch(), {"batch_id": batch_id})
 
     async def release_outbox_batch(self, batch_id: str) -> None:
         """The batch could not be sent (breaker_svc unreachable): it is next again, as it is."""
@@ -198,19 +179,12 @@ class JobStore:
         async with self.engine.begin() as connection:
             await connection.execute(statement)
 
-    def _skip_locked(self, query: Any) -> Any:
-        return query.with_for_update(skip_locked=True) if self.engine.dialect.name == "postgresql" else query
-
 
 def _in_batch(batch_id: str) -> Any:
     """The rows of the batch still to be sent (not those of it set aside)."""
     return and_(breaker_outbox.c.batch_id == batch_id, breaker_outbox.c.set_aside_at.is_(None))
 
 
-_OUTBOX_COLUMNS = (
-    breaker_outbox.c.id, breaker_outbox.c.dependency, breaker_outbox.c.success, breaker_outbox.c.duration_s,
-    breaker_outbox.c.request_id,
-)
 _MAX_ERROR = 2000
 
 
