@@ -325,15 +325,24 @@ class Finish:
     request_id: str | None = None
 
     @classmethod
-    def completion(cls, job_id: str, call_duration_s: float | None, result: dict[str, Any] | None, max_result_bytes: int) -> "Finish":
+    def completion(
+        cls, job_id: str, call_duration_s: float | None, result: dict[str, Any] | None, max_result_bytes: int, *,
+        outcomes_recorded: bool = False,
+    ) -> "Finish":
         result_json = validate_json_object(result, "result", max_result_bytes) if result is not None else None
-        return cls(validate_uuid(job_id), validate_call_duration(call_duration_s, "call_duration"), True, result_json=result_json)
+        duration_s = validate_call_duration(call_duration_s, "call_duration")
+        return cls(validate_uuid(job_id), duration_s, True, result_json=result_json, outcomes_recorded=outcomes_recorded)
 
     @classmethod
-    def failure(cls, job_id: str, call_duration_s: float | None, error: str, failed_dependency: str) -> "Finish":
+    def failure(
+        cls, job_id: str, call_duration_s: float | None, error: str, failed_dependency: str, *, outcomes_recorded: bool = False
+    ) -> "Finish":
         provider = validate_dependency_name(failed_dependency, "failed_dependency") if failed_dependency else None
         duration_s = validate_call_duration(call_duration_s, "call_duration")
-        return cls(validate_uuid(job_id), duration_s, False, error=truncate_error(error), failed_dependency=provider)
+        return cls(
+            validate_uuid(job_id), duration_s, False, error=truncate_error(error), failed_dependency=provider,
+            outcomes_recorded=outcomes_recorded,
+        )
 
 
 def distinct_finishes(finishes: list[Finish]) -> list[Finish]:

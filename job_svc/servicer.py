@@ -2,11 +2,8 @@
 validated command, calls a use case and turns the result into the response. Domain errors
 become status codes in the shared interceptor (services.interceptors)."""
 
-
 from collections.abc import Callable
 from datetime import UTC, datetime
-
-from dataclasses import replace
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -125,14 +122,14 @@ def _run_time(stamp: Timestamp) -> datetime:
 def finish(request: job_pb2.JobFinish, max_result_bytes: int) -> Finish:
     outcome = request.WhichOneof("outcome")
     duration_s = _optional_seconds(request, "call_duration")
+    recorded = request.outcomes_recorded
     if outcome == "completion":
         result = json_object(request.completion.result, "result") if request.completion.HasField("result") else None
-        ended = Finish.completion(request.id, duration_s, result, max_result_bytes)
-    elif outcome == "failure":
-        ended = Finish.failure(request.id, duration_s, request.failure.error, request.failure.failed_dependency)
-    else:
-        raise InvalidArgument("set completion or failure")
-    return replace(ended, outcomes_recorded=request.outcomes_recorded)
+        return Finish.completion(request.id, duration_s, result, max_result_bytes, outcomes_recorded=recorded)
+    if outcome == "failure":
+        failure = request.failure
+        return Finish.failure(request.id, duration_s, failure.error, failure.failed_dependency, outcomes_recorded=recorded)
+    raise InvalidArgument("set completion or failure")
 
 
 def next_claim(request: job_pb2.FinishJobsRequest) -> ClaimRequest | None:
