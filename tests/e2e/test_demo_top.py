@@ -1,7 +1,9 @@
 """`make top` as a person sees it: the live view in a real terminal (tmux), read off the screen
 while a breaker trips and recovers."""
 
+import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -61,7 +63,37 @@ class Terminal:
         raise AssertionError(f"no row with {first_word} showing {word} within {timeout_s}s; screen:\n{self.screen()}")
 
     def close(self) -> None:
+        """Ends the session and what runs in it: killing a tmux session hangs up its terminal,
+        but a process started with SIGHUP ignored (as under nohup, or some CI runners) would
+        outlive it, so each one also gets the SIGTERM that ends `make top`."""
+        running = self._processes()
         subprocess.run(["tmux", "kill-session", "-t", self.name], check=False)
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while alive := [pid for pid in running if _running(pid)]:
+            assert time.monotonic() < deadline, f"processes of the terminal outlived it: {alive}"
+            time.sleep(0.1)
+
+    def _processes(self) -> list[int]:
+        """The pane's process and all its descendants."""
+        panes = subprocess.run(["tmux", "list-panes", "-t", self.name, "-F", "#{pane_pid}"], capture_output=True, text=True)
+        found, pending = [], [int(pid) for pid in panes.stdout.split()]
+        while pending:
+            pid = pending.pop()
+            found.append(pid)
+            for children in Path(f"/proc/{pid}/task").glob("*/children"):
+                pending += [int(child) for child in children.read_text().split()]
+        return found
+
+
+def _running(pid: int) -> bool:
+    """Still there and not a zombie (one whose parent has yet to reap it is gone for good)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def trip_and_recover(breakers: breaker_pb2_grpc.BreakerServiceStub, terminal: Terminal) -> None:
