@@ -34,6 +34,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
     union,
     update,
@@ -409,6 +410,14 @@ def counts_by_dependency() -> Any:
         .select_from(joined)
         .group_by(job_dependencies.c.dependency, jobs.c.status)
     )
+
+
+@cache
+def lock_hold_keys(exclusive: bool) -> Any:
+    """Transaction-level advisory locks on the hold keys :keys (JobTx.lock_hold_keys), in
+    class :class_id, each key hashed to the lock's second number."""
+    lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    return text(f"SELECT {lock}(:class_id, hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k")
 
 
 # -- the outcome outbox (job_svc.forwarder) -----------------------------------------------------

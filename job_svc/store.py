@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy import Text, and_, cast, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from job_svc import statements
@@ -224,9 +224,8 @@ class JobTx(HoldStatements, LeaseStatements):
         this writes nothing to the rows (no MultiXact per create on a hot dependency) and
         covers names with no row yet."""
         if self.postgres and keys:
-            lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-            statement = text(f"SELECT {lock}(:class_id, hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k")
-            await self.connection.execute(statement, {"class_id": HOLD_LOCK_CLASS, "keys": sorted(set(keys))})
+            values = {"class_id": HOLD_LOCK_CLASS, "keys": sorted(set(keys))}
+            await self.connection.execute(statements.lock_hold_keys(exclusive), values)
 
     async def lock_hold_keys_of(self, job_ids: Sequence[str]) -> None:
         """Shared locks on the hold keys of existing jobs, as a create takes them for new ones:

@@ -6,7 +6,7 @@ job-command outbox) stores it, and the forwarder sends it on as `x-request-id`, 
 be followed through the access logs of every service the call reached.
 """
 
-import uuid
+import os
 from contextvars import ContextVar
 
 MAX_LENGTH = 128  # the outbox columns' width; longer ids from callers are cut
@@ -16,7 +16,7 @@ _current: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 def begin(header: str | None) -> str:
     """Sets (and returns) the id of the call starting in this task."""
-    request_id = (header or uuid.uuid4().hex[:16])[:MAX_LENGTH]
+    request_id = (header or os.urandom(8).hex())[:MAX_LENGTH]
     _current.set(request_id)
     return request_id
 
