@@ -34,6 +34,38 @@ class Completed:
     row: Any
 
 
+def _claim_values(request: ClaimRequest, now: datetime) -> dict[str, Any]:
+    """The parameters of `statements.claim`."""
+    values: dict[str, Any] = {
+        "now": now, "worker_id": request.worker_id, "max_jobs": request.max_jobs,
+        "b_lease_expires_at": now + timedelta(seconds=request.lease_s),
+    }
+    if request.dependencies:
+        values["dependencies"] = list(request.dependencies)
+    if request.job_type is not None:
+        values["b_job_type"] = request.job_type
+    return values
+
+
+def _completion_values(worker_id: str, finishes: Sequence[Finish], now: datetime) -> dict[str, Any]:
+    """The parameters of `statements.complete`."""
+    forwarded = {f.job_id: f.call_duration_s for f in finishes if not f.outcomes_recorded}
+    return {
+        "ids": [f.job_id for f in finishes], "worker_id": worker_id, "now": now,
+        # Job ids are UUIDs: nothing in them needs escaping, and each result is JSON already.
+        "results": "{" + ",".join(f'"{f.job_id}":{f.result_json}' for f in finishes if f.result_json is not None) + "}",
+        # The jobs whose successes job_svc forwards, with their call durations.
+        "durations": json.dumps(forwarded),
+        # The outbox rows remember each job's completing call.
+        "caller_request_ids": json.dumps({f.job_id: f.request_id for f in finishes if f.job_id in forwarded and f.request_id}),
+    }
+
+
+def _completed(rows: list[Any]) -> list[Completed]:
+    """The completions a `statements.complete` returned."""
+    return [Completed(row.id, tuple(sorted(row.dependency_list.split(","))), row.job_type, row.claimed_at, row) for row in rows]
+
+
 @dataclass(frozen=True)
 class Requeued:
     """Jobs whose lease expired: back in the queue, or failed as poison."""
@@ -61,15 +93,11 @@ class LeaseStatements:
         planner to scan and sort the whole queue when its statistics misjudge them. A pending
         job has no hold, so none is read."""
         statement = statements.claim(self.postgres, bool(request.dependencies), request.job_type is not None)
-        values: dict[str, Any] = {
-            "now": now, "worker_id": request.worker_id, "max_jobs": request.max_jobs,
-            "b_lease_expires_at": now + timedelta(seconds=request.lease_s),
-        }
-        if request.dependencies:
-            values["dependencies"] = list(request.dependencies)
-        if request.job_type is not None:
-            values["b_job_type"] = request.job_type
-        claimed = await self.jobs_from_rows(list(await self.connection.execute(statement, values)), without_holds=True)
+        return await self._claimed(list(await self.connection.execute(statement, _claim_values(request, now))))
+
+    async def _claimed(self, rows: list[Any]) -> list[Job]:
+        """The jobs a claim returned, in claim order."""
+        claimed = await self.jobs_from_rows(rows, without_holds=True)
         return sorted(claimed, key=lambda job: (job.priority, job.run_after, job.created_at, job.id))
 
     async def renew(self, worker_id: str, job_ids: Sequence[str], lease_expires_at: datetime, now: datetime) -> set[str]:
@@ -83,21 +111,10 @@ class LeaseStatements:
         """Completes, with their results, the jobs `worker_id` still holds among `finishes`;
         their holds go (they no longer mean anything) and each dependency's success goes to the
         outbox, unless the worker recorded its outcomes itself. One statement on PostgreSQL."""
-        forwarded = {f.job_id: f.call_duration_s for f in finishes if not f.outcomes_recorded}
-        values = {
-            "ids": [f.job_id for f in finishes], "worker_id": worker_id, "now": now,
-            # Job ids are UUIDs: nothing in them needs escaping, and each result is JSON already.
-            "results": "{" + ",".join(f'"{f.job_id}":{f.result_json}' for f in finishes if f.result_json is not None) + "}",
-            # The jobs whose successes job_svc forwards, with their call durations.
-            "durations": json.dumps(forwarded),
-            # The outbox rows remember each job's completing call.
-            "caller_request_ids": json.dumps({f.job_id: f.request_id for f in finishes if f.job_id in forwarded and f.request_id}),
-        }
-        rows = list(await self.connection.execute(statements.complete(self.postgres, whole_rows), values))
-        completed = [
-            Completed(row.id, tuple(sorted(row.dependency_list.split(","))), row.job_type, row.claimed_at, row) for row in rows
-        ]
+        rows = list(await self.connection.execute(statements.complete(self.postgres, whole_rows), _completion_values(worker_id, finishes, now)))
+        completed = _completed(rows)
         if completed and not self.postgres:
+            forwarded = {f.job_id: f.call_duration_s for f in finishes if not f.outcomes_recorded}
             await self.connection.execute(statements.complete_holds(), {"ids": [c.job_id for c in completed]})
             callers = {f.job_id: f.request_id for f in finishes}
             rows = [
@@ -107,6 +124,17 @@ class LeaseStatements:
             if rows:
                 await self.connection.execute(insert(breaker_outbox), rows)
         return completed
+
+    async def complete_held_and_claim(
+        self, worker_id: str, finishes: Sequence[Finish], request: ClaimRequest, now: datetime
+    ) -> tuple[list[Completed], list[Job]]:
+        """PostgreSQL: `complete_held` (without whole rows) and then `claim`, in one statement
+        (statements.complete_and_claim), which applies both or neither. `request` is
+        `worker_id`'s own claim (FinishJobs' next claim): the statement has one :worker_id."""
+        statement = statements.complete_and_claim(bool(request.dependencies), request.job_type is not None)
+        values = _claim_values(request, now) | _completion_values(worker_id, finishes, now)
+        rows = list(await self.connection.execute(statement, values))
+        return _completed([row for row in rows if row.completed]), await self._claimed([row for row in rows if not row.completed])
 
     async def lock_held(self, worker_id: str, job_ids: Sequence[str], now: datetime) -> list[Job]:
         """The jobs `worker_id` still holds among `job_ids`, row-locked, with their dependencies."""

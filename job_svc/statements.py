@@ -29,14 +29,17 @@ from sqlalchemy import (
     cast,
     delete,
     exists,
+    false,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
     true,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -171,6 +174,15 @@ def _result_of_this_job(postgres: bool) -> Any:
     return func.json_extract(bindparam("results", type_=Text), literal('$."', Text) + jobs.c.id + literal('"', Text))
 
 
+# What a completion returns unless whole rows are asked for: what job_run_seconds needs.
+_RUN_COLUMNS = (jobs.c.id, jobs.c.job_type, jobs.c.claimed_at)
+
+
+def _completion(postgres: bool) -> Any:
+    """The UPDATE that completes the held jobs among :ids, with their results."""
+    return update(jobs).where(*held_lease(postgres)).values(**_completion_values(postgres))
+
+
 def _completion_values(postgres: bool) -> dict[str, Any]:
     return {
         "status": status_literal(JobStatus.COMPLETED), "lease_owner": None, "lease_expires_at": None,
@@ -188,11 +200,19 @@ def complete(postgres: bool, whole_rows: bool) -> Any:
 
     On PostgreSQL that is one statement (data-modifying CTEs); SQLite runs the UPDATE alone and
     `complete_holds` and `complete_outcomes` after it."""
-    returned = (*jobs.c,) if whole_rows else (jobs.c.id, jobs.c.job_type, jobs.c.claimed_at)
-    statement = update(jobs).where(*held_lease(postgres)).values(**_completion_values(postgres))
+    returned = (*jobs.c,) if whole_rows else _RUN_COLUMNS
+    statement = _completion(postgres)
     if not postgres:
         return statement.returning(*returned, dependency_list(jobs.c.id, postgres))
-    done = statement.returning(*returned).cte("done")
+    done, gone, outcomes = _completion_ctes(statement.returning(*returned))
+    return select(*done.c, dependency_list(done.c.id, postgres)).add_cte(gone, outcomes)
+
+
+def _completion_ctes(completion: Any) -> tuple[Any, Any, Any]:
+    """PostgreSQL: `complete`'s data-modifying CTEs around `completion` (its UPDATE ...
+    RETURNING): `done`, the jobs it completed; `holds_gone`, their holds; `outcomes`, the
+    outbox rows of their successes."""
+    done = completion.cte("done")
     gone = delete(job_holds).where(job_holds.c.job_id.in_(select(done.c.id))).cte("holds_gone")
     durations = cast(bindparam("durations", type_=Text), postgresql.JSONB)
     duration = cast(func.jsonb_extract_path_text(durations, job_dependencies.c.job_id), Float)
@@ -208,7 +228,31 @@ def complete(postgres: bool, whole_rows: bool) -> Any:
         )
         .cte("outcomes")
     )
-    return select(*done.c, dependency_list(done.c.id, postgres)).add_cte(gone, outcomes)
+    return done, gone, outcomes
+
+
+@cache
+def complete_and_claim(by_dependencies: bool, by_type: bool) -> Any:
+    """PostgreSQL: `complete` (without whole rows) and then `claim`, as one statement: FinishJobs
+    with completions only and a next claim, in one round trip. The completion's CTEs are
+    `complete`'s; the claim's UPDATE is `claim`'s, as one more CTE (`claimed`). Their rows never
+    meet: the completion takes jobs processing under :worker_id's lease, the claim pending
+    ones. Answers one row per job, `completed` telling them apart: a claimed job whole, with
+    its dependencies (as `claim` returns it), then a completed one's id, type, claim time and
+    dependencies (as `complete` returns them; its other columns NULL).
+
+    Both parts see the statement's one snapshot, so the claim does not see the completions, as
+    it would after they committed. It takes the same jobs all the same: a completion never
+    makes a job claimable (it ends a job that was processing, drops that job's own holds and
+    writes outbox rows; no other job waits on it), nor does it leave an expired lease behind to
+    hold the claim back. The statement is atomic: it applies both parts or neither."""
+    done, gone, outcomes = _completion_ctes(_completion(True).returning(*_RUN_COLUMNS))
+    claimed = claim(True, by_dependencies, by_type).cte("claimed")
+    completed = select(
+        true().label("completed"), *(done.c[column.name] if column.name in done.c else null() for column in jobs.c),
+        dependency_list(done.c.id, True),
+    )
+    return union_all(select(false().label("completed"), *claimed.c), completed).add_cte(gone, outcomes)
 
 
 @cache

@@ -87,6 +87,7 @@ class JobStore:
         self.engine = engine
         self.mirror = mirror
         self.signal = signal
+        self.postgres = engine.dialect.name == "postgresql"
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator["JobTx"]:
@@ -108,7 +109,7 @@ class JobStore:
     async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
         """On PostgreSQL each statement is its own transaction (autocommit), which saves the
         BEGIN and COMMIT round trips; SQLite runs them in a transaction."""
-        if self.engine.dialect.name != "postgresql":
+        if not self.postgres:
             async with self.engine.begin() as connection:
                 yield connection
             return
@@ -127,7 +128,7 @@ class JobStore:
         """The batch to send next, leased to the caller for `lease_s` (statements.claim_outbox_batch)."""
         values = {"now": now, "limit": limit, "new_batch_id": uuid.uuid4().hex, "lease_until": now + timedelta(seconds=lease_s)}
         async with self._autocommit() as connection:
-            rows = list(await connection.execute(statements.claim_outbox_batch(self.engine.dialect.name == "postgresql"), values))
+            rows = list(await connection.execute(statements.claim_outbox_batch(self.postgres), values))
         if not rows:
             return None
         return OutboxBatch(rows[0].batch_id, sorted((OutboxRow(*row[1:]) for row in rows), key=lambda row: row.id))

@@ -297,11 +297,16 @@ class JobUseCases:
             claimed = await statements.claim(request, now)
             expired = not claimed and await statements.has_expired_leases(now)
         if expired:
-            async with self.store.transaction() as tx:
-                await self._requeue_expired(tx, now)
-                claimed = await tx.claim(request, now)
+            claimed = await self._requeue_expired_and_claim(request, now)
         metrics.CLAIMS.inc(len(claimed))
         return claimed
+
+    async def _requeue_expired_and_claim(self, request: ClaimRequest, now: datetime) -> list[Job]:
+        """A claim that took nothing because expired leases held it back: their jobs go back to
+        the queue and it claims again, in one transaction."""
+        async with self.store.transaction() as tx:
+            await self._requeue_expired(tx, now)
+            return await tx.claim(request, now)
 
     async def requeue_expired(self) -> int:
         """The lease sweeper's pass: jobs of dead workers go back to the queue."""
@@ -361,25 +366,49 @@ class JobUseCases:
 
     async def finish_jobs(self, worker_id: str, finishes: Sequence[Finish], next_claim: ClaimRequest | None = None) -> FinishedBatch:
         """FinishJobs: applies each finish whose lease the worker still holds (in the finishes'
-        group commit); once they are committed, makes `next_claim` for the same worker, if any."""
+        group commit); once they are committed, makes `next_claim` for the same worker, if any.
+        On PostgreSQL, completions alone and a next claim are one statement instead
+        (`_complete_and_claim`)."""
         worker_id = validate_worker_id(worker_id)
         finishes = distinct_finishes(list(finishes))
+        if next_claim is not None and self.store.postgres and all(f.succeeded for f in finishes):
+            done = await _shielded(self._complete_and_claim(worker_id, _of_this_call(finishes), next_claim))
+            self.outcomes_written()
+            return done
         results = await self._finishes.submit(FinishGroup(worker_id, False, "finishes"), _of_this_call(finishes))
         self.outcomes_written()
         statuses = {f.job_id: status for f, (status, _) in zip(finishes, results) if status is not None}
-        return FinishedBatch(statuses, await self._claim_next(next_claim) if next_claim is not None else [])
+        return FinishedBatch(statuses, await self._claim_next(next_claim, self._claim(next_claim), []) if next_claim is not None else [])
 
-    async def _claim_next(self, request: ClaimRequest) -> list[Job]:
-        """FinishJobs' next claim, as ClaimJobs without a wait makes it. Its finishes are committed
-        by now and their results are what the worker must not lose (a retried finish would answer
-        LOST), so a failing claim does not fail the call: it is logged and counted, and claims
-        nothing; the worker then goes back to a waiting ClaimJobs, which reports the error."""
+    async def _complete_and_claim(self, worker_id: str, completions: Sequence[Finish], request: ClaimRequest) -> FinishedBatch:
+        """FinishJobs' completions and next claim in one statement (JobTx.complete_held_and_claim:
+        one round trip, one connection), not in the finishes' group commit: it is this call's
+        alone. The statement applies both or neither, so if it fails the call fails, as a failed
+        finish does. Once it has run the completions are committed, and what follows (the
+        expired-lease fallback of `_claim`, when it claimed nothing) is the next claim's, under
+        `_claim_next`'s rule."""
+        now = self.clock()
+        async with self.store.statements() as statements:
+            completed, claimed = await statements.complete_held_and_claim(worker_id, completions, request, now)
+            expired = not claimed and await self._claim_next(request, statements.has_expired_leases(now), False)
+        metrics.observe_runs([(done.job_type, metrics.RUN_COMPLETED, done.claimed_at) for done in completed], now)
+        if expired:
+            claimed = await self._claim_next(request, self._requeue_expired_and_claim(request, now), [])
+        metrics.CLAIMS.inc(len(claimed))
+        return FinishedBatch({done.job_id: JobStatus.COMPLETED for done in completed}, claimed)
+
+    async def _claim_next(self, request: ClaimRequest, claiming: Awaitable[T], failed: T) -> T:
+        """FinishJobs' next claim (`claiming`, or a step of it), as ClaimJobs without a wait makes
+        it. Its finishes are committed by now and their results are what the worker must not lose
+        (a retried finish would answer LOST), so a failing claim does not fail the call: it is
+        logged and counted, and answers `failed` (claims nothing); the worker then goes back to a
+        waiting ClaimJobs, which reports the error."""
         try:
-            return await _shielded(self._claim(request))
+            return await _shielded(claiming)
         except Exception:
             log.exception("next_claim_failed", worker_id=request.worker_id, max_jobs=request.max_jobs)
             metrics.NEXT_CLAIM_FAILURES.inc()
-            return []
+            return failed
 
     async def _finish_group(self, group: FinishGroup, finishes: Sequence[Finish]) -> list[tuple[JobStatus | None, Job | None]]:
         """The finishes of the calls sharing one transaction (a group commit runs it in its own

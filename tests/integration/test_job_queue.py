@@ -16,9 +16,9 @@ from sqlalchemy import event, select, text
 from google.protobuf.duration_pb2 import Duration
 from job.v1 import job_pb2
 
-from job_svc import metrics
+from job_svc import leases, metrics
 from job_svc.domain import HoldKind, NewJob, QueuePolicy, RedriveSelector, RetryPolicy
-from job_svc.store import hold_key
+from job_svc.store import JobTx, hold_key
 from job_svc.tables import breaker_outbox, job_dependencies
 from job_svc.wakeups import CHANNEL
 from services.watch import BreakerState, Transition
@@ -452,21 +452,122 @@ async def test_a_next_claim_names_the_requests_own_worker_id(svc: RunningJobs) -
 async def test_a_next_claim_that_fails_after_the_finishes_committed_still_answers_them(
     svc: RunningJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """With a failure among the finishes, the claim follows their commit on both backends."""
     dependency = unique()
-    await create_jobs(svc.stub, [dependency], 2)
-    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 1))).jobs
+    await create_jobs(svc.stub, [dependency], 3)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 2))).jobs
 
     async def storage_down(_request: object) -> list:
         raise ConnectionError("storage went away")
 
     monkeypatch.setattr(svc.app.jobs, "_claim", storage_down)
     failures_before = metrics.NEXT_CLAIM_FAILURES._value.get()
-    answer = await svc.stub.FinishJobs(finish_and_claim("w1", [completion(claimed[0].id)], 5, [dependency]))
-    assert [(r.lease_result, r.status) for r in answer.results] == [(HELD, S.JOB_STATUS_COMPLETED)]
+    finishes = [completion(claimed[0].id), failure(claimed[1].id, "bad input")]
+    answer = await svc.stub.FinishJobs(finish_and_claim("w1", finishes, 5, [dependency]))
+    assert [(r.lease_result, r.status) for r in answer.results] == [(HELD, S.JOB_STATUS_COMPLETED), (HELD, S.JOB_STATUS_PENDING)]
     assert list(answer.claimed_jobs) == [] and metrics.NEXT_CLAIM_FAILURES._value.get() == failures_before + 1
     assert (await get(svc, claimed[0].id)).status == S.JOB_STATUS_COMPLETED
     monkeypatch.undo()
-    assert len((await svc.stub.ClaimJobs(claim_request("w1", [dependency], 5))).jobs) == 1  # still pending
+    assert len((await svc.stub.ClaimJobs(claim_request("w1", [dependency], 5))).jobs) == 1  # still pending (the retry backs off)
+
+
+class Statements:
+    """Counts the statements run on the service's engine."""
+
+    def __init__(self, svc: RunningJobs) -> None:
+        self.engine, self.count = svc.app.engine.sync_engine, 0
+
+    def __enter__(self) -> "Statements":
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_: object) -> None:
+        self.count += 1
+
+
+def postgres_only(svc: RunningJobs) -> None:
+    if svc.app.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite completes and claims in two steps")
+
+
+async def test_completions_and_a_next_claim_are_one_statement_on_postgres(svc: RunningJobs) -> None:
+    """Lost leases are answered, the claim proceeds, and the successes reach the outbox under
+    the call's request id, all in one statement."""
+    postgres_only(svc)
+    dependency, other = unique(), unique()
+    await create_jobs(svc.stub, [dependency], 2, priority=-1)
+    later = await create_jobs(svc.stub, [dependency], 3)
+    theirs = (await create_jobs(svc.stub, [other], 1))[0]
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 2))).jobs
+    finishes = [completion(claimed[0].id, n=1), completion(theirs.id), completion(claimed[1].id)]
+    request = finish_and_claim("w1", finishes, 2, [dependency], lease_duration=seconds(120))
+    with Statements(svc) as statements:
+        answer = await svc.stub.FinishJobs(request, metadata=(("x-request-id", "finish-and-claim"),))
+    assert statements.count == 1
+    assert [(r.lease_result, r.status) for r in answer.results] == [
+        (HELD, S.JOB_STATUS_COMPLETED), (LOST, S.JOB_STATUS_UNSPECIFIED), (HELD, S.JOB_STATUS_COMPLETED)
+    ]
+    assert [j.id for j in answer.claimed_jobs] == [j.id for j in later[:2]]  # in claim order
+    for job in answer.claimed_jobs:
+        assert (job.status, job.lease_owner, list(job.dependencies)) == (S.JOB_STATUS_PROCESSING, "w1", [dependency])
+        assert job == await get(svc, job.id)
+    assert dict((await get(svc, claimed[0].id)).result) == {"n": 1}
+    assert (await get(svc, theirs.id)).status == S.JOB_STATUS_PENDING
+    async with svc.app.engine.connect() as connection:
+        query = select(breaker_outbox.c.success, breaker_outbox.c.request_id).where(breaker_outbox.c.dependency == dependency)
+        rows = [(r.success, r.request_id) for r in await connection.execute(query)]
+    assert rows == [(True, "finish-and-claim")] * 2
+
+
+async def test_completions_and_a_next_claim_that_fail_together_fail_the_call_and_apply_nothing(
+    svc: RunningJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: one statement applies both or neither, so the call fails like a failed finish
+    (here the database refuses the claim's LIMIT) and a retry is answered HELD."""
+    postgres_only(svc)
+    dependency = unique()
+    await create_jobs(svc.stub, [dependency], 2)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 1))).jobs
+    claim_values = leases._claim_values
+    monkeypatch.setattr(leases, "_claim_values", lambda request, now: claim_values(request, now) | {"max_jobs": -1})
+    request = finish_and_claim("w1", [completion(claimed[0].id)], 5, [dependency])
+    await expect_error(lambda: svc.stub.FinishJobs(request), grpc.StatusCode.INTERNAL)
+    assert (await get(svc, claimed[0].id)).status == S.JOB_STATUS_PROCESSING
+    assert await outbox(svc, dependency) == []
+    monkeypatch.undo()
+    answer = await svc.stub.FinishJobs(request)
+    assert [r.lease_result for r in answer.results] == [HELD] and len(answer.claimed_jobs) == 1
+
+
+async def test_a_next_claim_held_back_by_an_expired_lease_requeues_it_and_claims_its_job(svc: RunningJobs) -> None:
+    dependency = unique()
+    await create_jobs(svc.stub, [dependency], 2)
+    mine = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 1, lease_s=120))).jobs[0]
+    lapsed = (await svc.stub.ClaimJobs(claim_request("w2", [dependency], 1, lease_s=1))).jobs[0]
+    svc.clock.advance(5)  # w2's lease has expired (not yet swept); nothing is pending
+    answer = await svc.stub.FinishJobs(finish_and_claim("w1", [completion(mine.id)], 5, [dependency]))
+    assert [(r.lease_result, r.status) for r in answer.results] == [(HELD, S.JOB_STATUS_COMPLETED)]
+    assert [(j.id, j.lease_owner, j.lease_expirations) for j in answer.claimed_jobs] == [(lapsed.id, "w1", 1)]
+
+
+async def test_a_failing_expired_lease_check_after_the_completions_committed_still_answers_them(
+    svc: RunningJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dependency = unique()
+    await create_jobs(svc.stub, [dependency], 1)
+    claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 1))).jobs
+
+    async def storage_down(*_: object) -> bool:
+        raise ConnectionError("storage went away")
+
+    monkeypatch.setattr(JobTx, "has_expired_leases", storage_down)
+    failures_before = metrics.NEXT_CLAIM_FAILURES._value.get()
+    answer = await svc.stub.FinishJobs(finish_and_claim("w1", [completion(claimed[0].id)], 5, [dependency]))
+    assert [(r.lease_result, r.status) for r in answer.results] == [(HELD, S.JOB_STATUS_COMPLETED)]
+    assert list(answer.claimed_jobs) == [] and metrics.NEXT_CLAIM_FAILURES._value.get() == failures_before + 1
 
 
 # -- concurrent calls share transactions (services.batching) ------------------------------------
