@@ -237,9 +237,9 @@ def complete_and_claim(by_dependencies: bool, by_type: bool) -> Any:
     with completions only and a next claim, in one round trip. The completion's CTEs are
     `complete`'s; the claim's UPDATE is `claim`'s, as one more CTE (`claimed`). Their rows never
     meet: the completion takes jobs processing under :worker_id's lease, the claim pending
-    ones. Answers one row per job, `completed` telling them apart: a claimed job whole, with
-    its dependencies (as `claim` returns it), then a completed one's id, type, claim time and
-    dependencies (as `complete` returns them; its other columns NULL).
+    ones. Answers one row per job (UNION ALL), `completed` telling them apart: a claimed job
+    whole, with its dependencies (as `claim` returns it); a completed one's id, type, claim time
+    and dependencies (as `complete` returns them), its other columns NULL.
 
     Both parts see the statement's one snapshot, so the claim does not see the completions, as
     it would after they committed. It takes the same jobs all the same: a completion never
