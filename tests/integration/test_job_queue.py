@@ -488,15 +488,19 @@ class Statements:
         self.count += 1
 
 
-def postgres_only(svc: RunningJobs) -> None:
-    if svc.app.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite completes and claims in two steps")
+@pytest.fixture
+async def on_postgres(postgres_url: str) -> AsyncIterator[RunningJobs]:
+    """job_svc on PostgreSQL alone, for what only PostgreSQL does in one statement (SQLite
+    completes and claims in two)."""
+    async with running_jobs(postgres_url, queue_policy=POLICY, retry_policy=FAST_RETRY) as running:
+        await listening(running)
+        yield running
 
 
-async def test_completions_and_a_next_claim_are_one_statement_on_postgres(svc: RunningJobs) -> None:
+async def test_completions_and_a_next_claim_are_one_statement_on_postgres(on_postgres: RunningJobs) -> None:
     """Lost leases are answered, the claim proceeds, and the successes reach the outbox under
     the call's request id, all in one statement."""
-    postgres_only(svc)
+    svc = on_postgres
     dependency, other = unique(), unique()
     await create_jobs(svc.stub, [dependency], 2, priority=-1)
     later = await create_jobs(svc.stub, [dependency], 3)
@@ -523,11 +527,11 @@ async def test_completions_and_a_next_claim_are_one_statement_on_postgres(svc: R
 
 
 async def test_completions_and_a_next_claim_that_fail_together_fail_the_call_and_apply_nothing(
-    svc: RunningJobs, monkeypatch: pytest.MonkeyPatch
+    on_postgres: RunningJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL: one statement applies both or neither, so the call fails like a failed finish
     (here the database refuses the claim's LIMIT) and a retry is answered HELD."""
-    postgres_only(svc)
+    svc = on_postgres
     dependency = unique()
     await create_jobs(svc.stub, [dependency], 2)
     claimed = (await svc.stub.ClaimJobs(claim_request("w1", [dependency], 1))).jobs
