@@ -507,7 +507,13 @@ def _skipping_locked(query: Select[Any], postgres: bool) -> Select[Any]:
     return query.with_for_update(skip_locked=True) if postgres else query
 
 
+def in_outbox_batch() -> ColumnElement[bool]:
+    """The rows of batch :b_batch_id still to be sent (not those of it set aside). The parameter
+    is not named `batch_id`: an UPDATE setting that column keeps the name for itself."""
+    return and_(breaker_outbox.c.batch_id == bindparam("b_batch_id"), breaker_outbox.c.set_aside_at.is_(None))
+
+
 @cache
 def delete_outbox_batch() -> Any:
-    """The rows of batch :batch_id still to be sent (not those of it set aside)."""
-    return delete(breaker_outbox).where(breaker_outbox.c.batch_id == bindparam("batch_id"), breaker_outbox.c.set_aside_at.is_(None))
+    """The rows of batch :b_batch_id still to be sent (breaker_svc counted them)."""
+    return delete(breaker_outbox).where(in_outbox_batch())

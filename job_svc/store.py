@@ -136,30 +136,30 @@ class JobStore:
     async def delete_outbox_batch(self, batch_id: str) -> None:
         """breaker_svc counted the batch (the rows of it set aside stay)."""
         async with self._autocommit() as connection:
-            await connection.execute(statements.delete_outbox_batch(), {"batch_id": batch_id})
+            await connection.execute(statements.delete_outbox_batch(), {"b_batch_id": batch_id})
 
     async def release_outbox_batch(self, batch_id: str) -> None:
         """The batch could not be sent (breaker_svc unreachable): it is next again, as it is."""
         async with self.engine.begin() as connection:
-            await connection.execute(update(breaker_outbox).where(_in_batch(batch_id)).values(lease_until=None))
+            await connection.execute(update(breaker_outbox).where(statements.in_outbox_batch()).values(lease_until=None), {"b_batch_id": batch_id})
 
     async def outbox_batch_failed(self, batch_id: str, error: str) -> int:
         """Counts a failure of the batch's own and frees it for a resend; returns its attempts."""
         statement = (
             update(breaker_outbox)
-            .where(_in_batch(batch_id))
+            .where(statements.in_outbox_batch())
             .values(attempts=breaker_outbox.c.attempts + 1, last_error=error[:_MAX_ERROR], lease_until=None)
             .returning(breaker_outbox.c.attempts)
         )
         async with self.engine.begin() as connection:
-            return max((await connection.execute(statement)).scalars(), default=0)
+            return max((await connection.execute(statement, {"b_batch_id": batch_id})).scalars(), default=0)
 
     async def split_outbox_batch(self, batch_id: str) -> None:
         """Makes each row of the batch a batch of its own (`<batch>.<row id>`), with fresh
         attempts, so that one outcome that cannot be counted holds up no other."""
         statement = (
             update(breaker_outbox)
-            .where(_in_batch(batch_id))
+            .where(statements.in_outbox_batch())
             .values(
                 batch_id=breaker_outbox.c.batch_id + literal(".", Text) + cast(breaker_outbox.c.id, Text),
                 attempts=0,
@@ -167,7 +167,7 @@ class JobStore:
             )
         )
         async with self.engine.begin() as connection:
-            await connection.execute(statement)
+            await connection.execute(statement, {"b_batch_id": batch_id})
 
     async def set_aside_outcomes(self, row_ids: Sequence[int], error: str, now: datetime) -> None:
         """These outcomes are never sent again; they stay in the table, with the error, for an
@@ -179,11 +179,6 @@ class JobStore:
         )
         async with self.engine.begin() as connection:
             await connection.execute(statement)
-
-
-def _in_batch(batch_id: str) -> Any:
-    """The rows of the batch still to be sent (not those of it set aside)."""
-    return and_(breaker_outbox.c.batch_id == batch_id, breaker_outbox.c.set_aside_at.is_(None))
 
 
 _MAX_ERROR = 2000
