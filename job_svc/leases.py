@@ -47,14 +47,19 @@ def _claim_values(request: ClaimRequest, now: datetime) -> dict[str, Any]:
     return values
 
 
+def _forwarded(finishes: Sequence[Finish]) -> dict[str, float | None]:
+    """The jobs whose successes job_svc forwards (their worker did not record its outcomes
+    itself), with their call durations."""
+    return {f.job_id: f.call_duration_s for f in finishes if not f.outcomes_recorded}
+
+
 def _completion_values(worker_id: str, finishes: Sequence[Finish], now: datetime) -> dict[str, Any]:
     """The parameters of `statements.complete`."""
-    forwarded = {f.job_id: f.call_duration_s for f in finishes if not f.outcomes_recorded}
+    forwarded = _forwarded(finishes)
     return {
         "ids": [f.job_id for f in finishes], "worker_id": worker_id, "now": now,
         # Job ids are UUIDs: nothing in them needs escaping, and each result is JSON already.
         "results": "{" + ",".join(f'"{f.job_id}":{f.result_json}' for f in finishes if f.result_json is not None) + "}",
-        # The jobs whose successes job_svc forwards, with their call durations.
         "durations": json.dumps(forwarded),
         # The outbox rows remember each job's completing call.
         "caller_request_ids": json.dumps({f.job_id: f.request_id for f in finishes if f.job_id in forwarded and f.request_id}),
@@ -114,7 +119,7 @@ class LeaseStatements:
         rows = list(await self.connection.execute(statements.complete(self.postgres, whole_rows), _completion_values(worker_id, finishes, now)))
         completed = _completed(rows)
         if completed and not self.postgres:
-            forwarded = {f.job_id: f.call_duration_s for f in finishes if not f.outcomes_recorded}
+            forwarded = _forwarded(finishes)
             await self.connection.execute(statements.complete_holds(), {"ids": [c.job_id for c in completed]})
             callers = {f.job_id: f.request_id for f in finishes}
             rows = [

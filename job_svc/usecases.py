@@ -45,6 +45,7 @@ from job_svc.domain import (
     validate_reason,
     validate_worker_id,
 )
+from job_svc.leases import Completed
 from job_svc.store import JobStore, JobTx, ListFilter, Outcome, hold_key
 from job_svc.wakeups import ClaimSignal
 from services.batching import GroupCommit
@@ -142,6 +143,11 @@ def _of_this_call(finishes: Sequence[Finish]) -> list[Finish]:
     go into may be shared with other calls)."""
     request_id = current_request_id()
     return [replace(finish, request_id=request_id) for finish in finishes]
+
+
+def _runs_of(completed: Sequence[Completed]) -> list[metrics.Run]:
+    """The runs that completions ended, for job_run_seconds."""
+    return [(done.job_type, metrics.RUN_COMPLETED, done.claimed_at) for done in completed]
 
 
 def _request_at_fault(error: BaseException) -> bool:
@@ -391,7 +397,7 @@ class JobUseCases:
         async with self.store.statements() as statements:
             completed, claimed = await statements.complete_held_and_claim(worker_id, completions, request, now)
             expired = not claimed and await self._claim_next(request, statements.has_expired_leases(now), False)
-        metrics.observe_runs([(done.job_type, metrics.RUN_COMPLETED, done.claimed_at) for done in completed], now)
+        metrics.observe_runs(_runs_of(completed), now)
         if expired:
             claimed = await self._claim_next(request, self._requeue_expired_and_claim(request, now), [])
         metrics.CLAIMS.inc(len(claimed))
@@ -439,7 +445,7 @@ class JobUseCases:
                 # Their successes go to the outbox in the same statement.
                 completed = await tx.complete_held(worker_id, completions, now, whole_rows=respond_with_jobs)
                 statuses |= {done.job_id: JobStatus.COMPLETED for done in completed}
-                runs += [(done.job_type, metrics.RUN_COMPLETED, done.claimed_at) for done in completed]
+                runs += _runs_of(completed)
                 if respond_with_jobs:
                     jobs |= {job.id: job for job in await tx.jobs_from_rows([done.row for done in completed])}
             # Forwarded to breaker_svc by the outbox forwarder: never lost, never blocking.
